@@ -1,0 +1,174 @@
+"""Composition root: builds every part once, starts them in order, stops them in reverse.
+
+Start: database -> migrations -> bot (logs in and syncs in the background) -> jobs -> web.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from datetime import timedelta
+
+import structlog
+from aiohttp import ClientSession, ClientTimeout, web
+
+import store.migrate
+from bridge import metrics
+from bridge.config import Config
+from bridge.helpdesk.signatures import StandardWebhooksVerifier
+from bridge.jobs import JobRunner
+from bridge.matrix.client import BotClient, BotSettings
+from bridge.matrix.events import RoomEvents
+from bridge.matrix.rooms import MatrixRoomService
+from bridge.sessions import SessionService, Settings, utcnow
+from bridge.web.app import make_app
+from bridge.web.keys import Readiness, WebSettings
+from store import Database
+
+log = structlog.stdlib.get_logger(__name__)
+
+SYNC_STALE_SECONDS = 90.0
+
+
+class App:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.database = Database(config.database_url)
+        self.bot = BotClient(
+            BotSettings(
+                homeserver_url=config.homeserver.url,
+                user_id=config.bot.user_id,
+                password=config.bot.password_value(),
+                access_token=config.bot.access_token_value(),
+                device_name=config.bot.device_name,
+                display_name=config.bot.display_name,
+                data_dir=config.bot.data_dir,
+                pickle_key=config.bot.pickle_key_value(),
+                request_timeout=config.homeserver.request_timeout_seconds,
+            )
+        )
+        self.rooms = MatrixRoomService(self.bot, config.homeserver.server_name)
+        self.jobs = JobRunner(
+            self.database,
+            utcnow,
+            concurrency=config.jobs.concurrency,
+            retry_initial=config.jobs.retry_initial_seconds,
+            retry_max=config.jobs.retry_max_seconds,
+            max_attempts=config.jobs.max_attempts,
+            poll_seconds=config.jobs.poll_seconds,
+        )
+        self.sessions = SessionService(
+            self.database,
+            Settings(
+                server_name=config.homeserver.server_name,
+                invite_lifetime=timedelta(hours=config.invites.lifetime_hours),
+                session_lifetime=timedelta(hours=config.rooms.lifetime_hours),
+                name_template=config.rooms.name_template,
+                topic_template=config.rooms.topic_template,
+                room_version=config.rooms.room_version,
+                agents=dict(config.agents),
+            ),
+            self.rooms,
+            on_job_added=self.jobs.wake,
+        )
+        for name, action in {
+            "create_room": self.sessions.run_create_room,
+            "invite": self.sessions.run_invite,
+            "notice": self.sessions.run_notice,
+            "close_room": self.sessions.run_close_room,
+            "expire": self.sessions.run_expire,
+            "noop": self.sessions.run_noop,
+        }.items():
+            self.jobs.register(name, action)
+        RoomEvents(self.sessions).attach(self.bot)
+        self.web_app = make_app(
+            self.sessions,
+            {
+                name: StandardWebhooksVerifier(
+                    integration.secret_value(), integration.tolerance_seconds
+                )
+                for name, integration in config.integrations.items()
+            },
+            WebSettings(
+                public_base_url=config.http.public_base_url,
+                homeserver_url=config.homeserver.url,
+                server_name=config.homeserver.server_name,
+                web_client_template=config.web_client.url_template,
+            ),
+            Readiness(
+                {
+                    "database": self._check_database,
+                    "homeserver": self._check_homeserver,
+                    "sync": self._check_sync,
+                },
+                {"jobs": self._check_jobs},
+            ),
+            max_body_bytes=config.http.max_body_bytes,
+        )
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        self.config.bot.data_dir.mkdir(parents=True, exist_ok=True)
+        await store.migrate.upgrade_to_head(self.database)
+        await self.bot.start()
+        # Room work waits for the bot's first sync (nio cannot send before it).
+        self.jobs.pause_until(self.bot.synced)
+        await self.jobs.start()
+        self._runner = web.AppRunner(self.web_app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.http.bind, self.config.http.port)
+        await site.start()
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.config.http.port
+        log.info("sealroom.started", bind=self.config.http.bind, port=self.port)
+
+    async def stop(self) -> None:
+        log.info("sealroom.stopping")
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.jobs.stop()
+        await self.bot.stop()
+        await self.database.close()
+        log.info("sealroom.stopped")
+
+    async def run_until_signal(self) -> None:
+        """Run until SIGTERM or SIGINT, then stop gracefully."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    # -- readiness -----------------------------------------------------------------------------
+
+    async def _check_database(self) -> str | None:
+        await self.database.ping()
+        return None
+
+    async def _check_homeserver(self) -> str | None:
+        url = f"{self.config.homeserver.url}/_matrix/client/versions"
+        async with (
+            ClientSession(timeout=ClientTimeout(total=3)) as http,
+            http.get(url) as response,
+        ):
+            return None if response.status == 200 else f"answered {response.status}"
+
+    async def _check_sync(self) -> str | None:
+        last = self.bot.last_sync_monotonic
+        if last is None:
+            return "the bot has not synced yet"
+        age = time.monotonic() - last
+        metrics.SYNC_AGE.set(age)
+        return None if age < SYNC_STALE_SECONDS else f"last sync {age:.0f} s ago"
+
+    async def _check_jobs(self) -> str | None:
+        failed = await self.jobs.failed_count()
+        return None if failed == 0 else f"{failed} job(s) gave up; see the audit trail"

@@ -1,0 +1,353 @@
+"""The YAML configuration: schema, `${ENV}` interpolation, `*_file` secrets and validation.
+
+`load(path)` returns a typed `Config` or raises `ConfigError` listing every problem as
+"section.key: message". Loading has no side effects (no logging set-up, no file writes).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from bridge.errors import ConfigError
+from bridge.ids import is_user_id
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Values copied from config.example.yaml that must never run in production.
+_FORBIDDEN_SECRETS = {"change-me", "changeme", "secret", "password"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(
+            "must be an http:// or https:// URL, for example https://matrix.example.org"
+        )
+    return value.rstrip("/")
+
+
+def _secret(
+    value: SecretStr | None, file: Path | None, key: str, *, required: bool
+) -> SecretStr | None:
+    if value is not None and file is not None:
+        raise ValueError(f"set either {key} or {key}_file, not both")
+    if file is not None:
+        try:
+            text = file.read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise ValueError(f"{key}_file: cannot read {file}: {err.strerror}") from None
+        if not text:
+            raise ValueError(f"{key}_file: {file} is empty")
+        value = SecretStr(text)
+    if value is not None and value.get_secret_value().strip().lower() in _FORBIDDEN_SECRETS:
+        raise ValueError(f"{key}: replace the example value with a real secret")
+    if required and value is None:
+        raise ValueError(f"set {key} (or {key}_file)")
+    return value
+
+
+class HomeserverConfig(_Section):
+    url: str
+    server_name: str
+    admin_token: SecretStr | None = None
+    admin_token_file: Path | None = None
+    request_timeout_seconds: float = Field(default=30, gt=0, le=300)
+
+    _url = field_validator("url")(_check_http_url)
+
+    def admin_token_value(self) -> str | None:
+        secret = _secret(self.admin_token, self.admin_token_file, "admin_token", required=False)
+        return secret.get_secret_value() if secret else None
+
+
+class BotConfig(_Section):
+    user_id: str
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    access_token: SecretStr | None = None
+    access_token_file: Path | None = None
+    device_name: str = "sealroom"
+    display_name: str = "Sealroom"
+    data_dir: Path = Path("./data")
+    pickle_key: SecretStr | None = None
+    pickle_key_file: Path | None = None
+
+    @field_validator("user_id")
+    @classmethod
+    def _user_id(cls, value: str) -> str:
+        if not is_user_id(value):
+            raise ValueError("must be a Matrix user ID like @sealroom:example.org")
+        return value
+
+    def password_value(self) -> str | None:
+        secret = _secret(self.password, self.password_file, "password", required=False)
+        return secret.get_secret_value() if secret else None
+
+    def access_token_value(self) -> str | None:
+        secret = _secret(self.access_token, self.access_token_file, "access_token", required=False)
+        return secret.get_secret_value() if secret else None
+
+    def pickle_key_value(self) -> str | None:
+        secret = _secret(self.pickle_key, self.pickle_key_file, "pickle_key", required=False)
+        return secret.get_secret_value() if secret else None
+
+
+class DatabaseConfig(_Section):
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
+                "(for example postgresql+asyncpg://sealroom@db/sealroom)"
+            )
+        return value
+
+
+class HttpConfig(_Section):
+    bind: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_base_url: str = "http://127.0.0.1:8080"
+    max_body_bytes: int = Field(default=65536, ge=1024, le=10 * 1024 * 1024)
+
+    _url = field_validator("public_base_url")(_check_http_url)
+
+
+class IntegrationConfig(_Section):
+    kind: Literal["standard-webhooks"]
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+    tolerance_seconds: int = Field(default=300, ge=10, le=3600)
+
+    def secret_value(self) -> str:
+        secret = _secret(self.secret, self.secret_file, "secret", required=True)
+        assert secret is not None
+        return secret.get_secret_value()
+
+
+_TEMPLATE_FIELDS = {"ticket_ref": "T-1", "subject": "subject", "integration": "helpdesk"}
+
+
+def _check_template(value: str) -> str:
+    try:
+        value.format(**_TEMPLATE_FIELDS)
+    except (KeyError, IndexError, ValueError) as err:
+        raise ValueError(
+            f"bad placeholder {err}; use only {{ticket_ref}}, {{subject}} and {{integration}}"
+        ) from None
+    return value
+
+
+class RoomsConfig(_Section):
+    name_template: str = "Ticket {ticket_ref}: secure credentials"
+    topic_template: str = (
+        "Secure room for ticket {ticket_ref} ({subject}). This room is only for sharing "
+        "credentials; it is wiped when the ticket is done."
+    )
+    lifetime_hours: float = Field(default=72, gt=0, le=24 * 90)
+    room_version: str | None = None
+
+    _name = field_validator("name_template", "topic_template")(_check_template)
+
+
+class InvitesConfig(_Section):
+    lifetime_hours: float = Field(default=24, gt=0, le=24 * 30)
+
+
+class WebClientConfig(_Section):
+    url_template: str | None = "https://app.element.io/#/room/{room}"
+
+    @field_validator("url_template")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if "{room}" not in value:
+            raise ValueError("must contain {room}, the room alias or ID to open")
+        return _check_http_url(value.replace("{room}", "x")) and value
+
+
+class JobsConfig(_Section):
+    concurrency: int = Field(default=4, ge=1, le=64)
+    retry_initial_seconds: float = Field(default=1.0, gt=0, le=60)
+    retry_max_seconds: float = Field(default=300.0, gt=0, le=3600)
+    max_attempts: int = Field(default=30, ge=1, le=1000)
+    poll_seconds: float = Field(default=5.0, gt=0, le=300)
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Config(_Section):
+    homeserver: HomeserverConfig
+    bot: BotConfig
+    database: DatabaseConfig = DatabaseConfig()
+    http: HttpConfig = HttpConfig()
+    integrations: dict[str, IntegrationConfig] = Field(default_factory=dict)
+    agents: dict[str, str] = Field(default_factory=dict)
+    rooms: RoomsConfig = RoomsConfig()
+    invites: InvitesConfig = InvitesConfig()
+    web_client: WebClientConfig = WebClientConfig()
+    jobs: JobsConfig = JobsConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @field_validator("integrations")
+    @classmethod
+    def _integration_names(
+        cls, value: dict[str, IntegrationConfig]
+    ) -> dict[str, IntegrationConfig]:
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
+                raise ValueError(
+                    f"{name!r}: an integration name is lowercase letters, digits, - and _ "
+                    "(it becomes the URL /hooks/<name>)"
+                )
+        return value
+
+    @field_validator("agents")
+    @classmethod
+    def _agents(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [key for key, user_id in value.items() if not is_user_id(user_id)]
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)}: map each helpdesk agent to a Matrix user ID "
+                "like @alice:example.org"
+            )
+        return {key.strip().lower(): user_id for key, user_id in value.items()}
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{(self.bot.data_dir / 'sealroom.db').resolve()}"
+
+    def agent_user_id(self, agent: str) -> str | None:
+        return self.agents.get(agent.strip().lower())
+
+
+def _interpolate(node: Any, path: str, problems: list[str]) -> Any:
+    """Replace `${VAR}` in every string with the environment's value."""
+    if isinstance(node, dict):
+        return {
+            key: _interpolate(val, f"{path}.{key}" if path else str(key), problems)
+            for key, val in node.items()
+        }
+    if isinstance(node, list):
+        return [_interpolate(val, f"{path}[{i}]", problems) for i, val in enumerate(node)]
+    if isinstance(node, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                problems.append(f"{path}: environment variable {name} is not set")
+                return ""
+            return os.environ[name]
+
+        return _ENV_REF.sub(replace, node)
+    return node
+
+
+def _secret_problems(config: Config) -> list[str]:
+    """Check secrets (files readable, not example values) without keeping them on the model."""
+    problems: list[str] = []
+    checks: list[tuple[str, Any]] = [
+        ("homeserver", config.homeserver.admin_token_value),
+        ("bot", config.bot.password_value),
+        ("bot", config.bot.access_token_value),
+        ("bot", config.bot.pickle_key_value),
+    ]
+    checks += [(f"integrations.{name}", i.secret_value) for name, i in config.integrations.items()]
+    for section, getter in checks:
+        try:
+            getter()
+        except ValueError as err:
+            problems.append(f"{section}.{err}")
+    if config.bot.password_value() is None and config.bot.access_token_value() is None:
+        problems.append("bot.password: set bot.password (or password_file) or bot.access_token")
+    return problems
+
+
+def parse(raw: Any, base_dir: Path | None = None) -> Config:
+    """Validate an already-parsed YAML document.
+
+    Raises:
+        ConfigError: listing every problem with its key path.
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): the file must be a YAML mapping of sections"])
+    problems: list[str] = []
+    raw = _interpolate(raw, "", problems)
+    if base_dir is not None:
+        _resolve_paths(raw, base_dir)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as err:
+        for error in err.errors():
+            loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown option (check the spelling against config.example.yaml)"
+            problems.append(f"{loc}: {message}")
+        raise ConfigError(problems) from None
+    problems += _secret_problems(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
+    """Make relative paths relative to the config file's folder, not the working directory."""
+    bot = raw.get("bot")
+    if isinstance(bot, dict):
+        for key in ("data_dir", "password_file", "access_token_file", "pickle_key_file"):
+            if isinstance(bot.get(key), str) and not Path(bot[key]).is_absolute():
+                bot[key] = str(base_dir / bot[key])
+    homeserver = raw.get("homeserver")
+    if isinstance(homeserver, dict):
+        value = homeserver.get("admin_token_file")
+        if isinstance(value, str) and not Path(value).is_absolute():
+            homeserver["admin_token_file"] = str(base_dir / value)
+    integrations = raw.get("integrations")
+    if isinstance(integrations, dict):
+        for integration in integrations.values():
+            if isinstance(integration, dict):
+                value = integration.get("secret_file")
+                if isinstance(value, str) and not Path(value).is_absolute():
+                    integration["secret_file"] = str(base_dir / value)
+
+
+def load(path: Path) -> Config:
+    """Read and validate the YAML file at `path`.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or has invalid values.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError([f"(file): cannot read {path}: {err.strerror}"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"(file): {path} is not valid YAML{where}"]) from None
+    return parse(raw, base_dir=path.resolve().parent)

@@ -1,0 +1,168 @@
+"""`sealroom demo`: the whole flow on one machine, with a local Synapse and SQLite.
+
+Creates (once) a folder with a Synapse, the bot and an agent account, a config that uses
+secret files, starts sealroom, sends a signed sample webhook and prints the invite link and the
+agent's login. Run it again and it reuses the same accounts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import secrets
+import signal
+import time
+from pathlib import Path
+
+from aiohttp import ClientSession
+
+from bridge import logs
+from bridge.config import load
+from bridge.helpdesk.signatures import sign
+
+CONFIG_TEMPLATE = """\
+# Written by `sealroom demo`. See config.example.yaml for every option.
+homeserver:
+  url: {homeserver_url}
+  server_name: {server_name}
+  admin_token_file: secrets/admin_token
+bot:
+  user_id: "@sealroom:{server_name}"
+  password_file: secrets/bot_password
+  pickle_key_file: secrets/pickle_key
+  data_dir: data
+http:
+  bind: 127.0.0.1
+  port: {port}
+  public_base_url: http://127.0.0.1:{port}
+integrations:
+  demo:
+    kind: standard-webhooks
+    secret_file: secrets/webhook_secret
+agents:
+  agent@example.com: "@agent:{server_name}"
+web_client:
+  url_template: null
+logging:
+  level: INFO
+  format: console
+"""
+
+
+def _secret_file(folder: Path, name: str, make: str) -> str:
+    path = folder / "secrets" / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(make)
+    return path.read_text().strip()
+
+
+async def run_demo(folder: Path, port: int, exit_after_setup: bool) -> int:
+    from bridge.app import App
+
+    try:
+        from bridge.localsynapse import LocalSynapse
+    except ImportError:  # pragma: no cover - depends on the install
+        print("The demo needs Synapse: pip install 'sealroom[demo]'")
+        return 1
+
+    logs.configure("INFO", "console")
+    folder.mkdir(parents=True, exist_ok=True)
+    synapse = LocalSynapse(folder / "synapse")
+    print(f"Starting a local Synapse in {synapse.base_dir} ...")
+    await synapse.start()
+    try:
+        bot_password = _secret_file(folder, "bot_password", secrets.token_urlsafe(24))
+        agent_password = _secret_file(folder, "agent_password", secrets.token_urlsafe(12))
+        _secret_file(folder, "pickle_key", secrets.token_urlsafe(32))
+        webhook_secret = _secret_file(
+            folder, "webhook_secret", "whsec_" + base64.b64encode(os.urandom(24)).decode()
+        )
+        await synapse.register_user("sealroom", bot_password, displayname="Sealroom")
+        agent_id = await synapse.register_user("agent", agent_password, displayname="Agent")
+        _secret_file(folder, "admin_token", await synapse.admin_token())
+        config_path = folder / "config.yaml"
+        config_path.write_text(
+            CONFIG_TEMPLATE.format(
+                homeserver_url=synapse.url, server_name=synapse.server_name, port=port
+            )
+        )
+        config = load(config_path)
+        logs.configure("INFO", "console", secrets=[bot_password, webhook_secret])
+        app = App(config)
+        await app.start()
+        try:
+            await app.bot.wait_until_synced(60)
+            answer = await _send_sample_webhook(port, webhook_secret)
+            print()
+            print("sealroom is running. The sample ticket DEMO-1 has a secure session:")
+            print(f"  invite link (open it as the customer): {answer['invite_url']}")
+            print(f"  homeserver for your Matrix client:     {synapse.url}")
+            print(f"  agent login:  {agent_id}  password: {agent_password}")
+            print(f"  (the agent's password is also in {folder / 'secrets' / 'agent_password'})")
+            print(f"  config used: {config_path}")
+            if exit_after_setup:
+                await _wait_for_room(app, str(answer["session_id"]))
+                print("Room created; stopping (--exit-after-setup).")
+                return 0
+            print("Press Ctrl-C to stop.")
+            await _wait_for_signal()
+        finally:
+            await app.stop()
+    finally:
+        await synapse.stop()
+    return 0
+
+
+async def _send_sample_webhook(port: int, secret: str) -> dict[str, object]:
+    body = json.dumps(
+        {
+            "event": "open",
+            "ticket": {"id": "DEMO-1", "subject": "Demo: please share the admin login"},
+            "agent": "agent@example.com",
+            "customer": {"name": "Demo Customer"},
+        }
+    ).encode()
+    webhook_id = f"msg_{secrets.token_hex(8)}"
+    timestamp = int(time.time())
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(secret, webhook_id, timestamp, body),
+    }
+    async with (
+        ClientSession() as http,
+        http.post(f"http://127.0.0.1:{port}/hooks/demo", data=body, headers=headers) as response,
+    ):
+        data = await response.json()
+        if response.status not in (200, 201):
+            raise RuntimeError(f"the sample webhook was refused: {response.status} {data}")
+        return dict(data)
+
+
+async def _wait_for_room(app: object, session_id: str, limit: float = 60) -> None:
+    import store.sessions
+    from bridge.app import App
+
+    assert isinstance(app, App)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        async with app.database.transaction() as db:
+            found = await store.sessions.get(db, session_id)
+        if found is not None and found.room_id:
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the room was not created within a minute; see the log above")
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

@@ -1,0 +1,94 @@
+"""Expected failures of sealroom, each with a stable errcode.
+
+No HTTP here: `bridge.web.errors` maps errcodes to statuses. Messages are meant for the person
+who has to act on them and never contain a secret.
+"""
+
+from __future__ import annotations
+
+
+class SealroomError(Exception):
+    """Base of every expected failure."""
+
+    errcode = "SEALROOM_ERROR"
+    default_message = "Something went wrong."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class ConfigError(SealroomError):
+    """The configuration file has one or more problems, each named by its key path."""
+
+    errcode = "SEALROOM_CONFIG_INVALID"
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class SignatureInvalid(SealroomError):
+    errcode = "SEALROOM_SIGNATURE_INVALID"
+    default_message = "The webhook signature is missing or invalid."
+
+
+class IntegrationUnknown(SealroomError):
+    errcode = "SEALROOM_INTEGRATION_UNKNOWN"
+    default_message = "No integration with this name is configured."
+
+
+class PayloadInvalid(SealroomError):
+    errcode = "SEALROOM_PAYLOAD_INVALID"
+    default_message = "The request body is not valid."
+
+    def __init__(self, message: str | None = None, fields: list[str] | None = None) -> None:
+        self.fields = fields or []
+        super().__init__(message)
+
+
+class PayloadTooLarge(SealroomError):
+    errcode = "SEALROOM_PAYLOAD_TOO_LARGE"
+    default_message = "The request body is too large."
+
+
+class TicketUnknown(SealroomError):
+    errcode = "SEALROOM_TICKET_UNKNOWN"
+    default_message = "There is no open secure session for this ticket."
+
+
+class InviteGone(SealroomError):
+    """Used, expired, revoked or unknown: deliberately one error, so nobody learns which."""
+
+    errcode = "SEALROOM_INVITE_GONE"
+    default_message = (
+        "This invite link can no longer be used: it was already used, it expired, or it never "
+        "existed. Ask your support agent for a new link."
+    )
+
+
+class MatrixIdInvalid(SealroomError):
+    errcode = "SEALROOM_MATRIX_ID_INVALID"
+    default_message = "This is not a valid Matrix ID. It looks like @name:example.org."
+
+
+class SessionClosed(SealroomError):
+    errcode = "SEALROOM_SESSION_CLOSED"
+    default_message = "This secure session is already closed."
+
+
+class HomeserverUnavailable(SealroomError):
+    """The homeserver could not be reached or answered with a server error; retry later."""
+
+    errcode = "SEALROOM_HOMESERVER_UNAVAILABLE"
+    default_message = "The Matrix homeserver is not reachable right now."
+
+
+class MatrixRequestFailed(SealroomError):
+    """The homeserver refused a request; `matrix_errcode` is its M_* code."""
+
+    errcode = "SEALROOM_MATRIX_REQUEST_FAILED"
+
+    def __init__(self, message: str, matrix_errcode: str | None = None) -> None:
+        self.matrix_errcode = matrix_errcode
+        super().__init__(message)

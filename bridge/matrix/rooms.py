@@ -1,0 +1,187 @@
+"""MatrixRooms on top of BotClient: secure room creation, invites, notices, removal.
+
+Every operation treats "already done" as success, so a job can run it again after a crash.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from nio import RoomPreset, RoomVisibility
+
+from bridge.errors import MatrixRequestFailed
+from bridge.ids import RoomID, UserID
+from bridge.matrix.client import BotClient
+from bridge.ports import RoomSpec
+
+log = structlog.stdlib.get_logger(__name__)
+
+MARKER_EVENT = "org.sealroom.session"
+# Room versions whose creators hold power implicitly and must not be listed in `users`
+# (MSC4289, room version 12): Synapse refuses the createRoom otherwise.
+_CREATOR_POWER_VERSIONS = {"12", "org.matrix.hydra.11"}
+
+
+def creator_listed_in_power_levels(room_version: str) -> bool:
+    if room_version in _CREATOR_POWER_VERSIONS:
+        return False
+    return not (room_version.isdigit() and int(room_version) >= 12)
+
+
+def power_levels(bot: UserID, agent: UserID | None, room_version: str) -> dict[str, Any]:
+    """The bot is the only admin; the agent may moderate lightly (50); everyone else 0."""
+    users: dict[str, int] = {}
+    if creator_listed_in_power_levels(room_version):
+        users[bot] = 100
+    if agent is not None:
+        users[agent] = 50
+    return {
+        "users": users,
+        "users_default": 0,
+        "events_default": 0,
+        "state_default": 100,
+        "invite": 100,
+        "kick": 100,
+        "ban": 100,
+        "redact": 100,
+        "events": {
+            "m.room.name": 100,
+            "m.room.topic": 100,
+            "m.room.power_levels": 100,
+            "m.room.encryption": 100,
+            "m.room.history_visibility": 100,
+            "m.room.join_rules": 100,
+            "m.room.guest_access": 100,
+            "m.room.tombstone": 100,
+            "m.room.server_acl": 100,
+        },
+    }
+
+
+def initial_state(session_id: str) -> list[dict[str, Any]]:
+    """Encrypted from the first event; invite-only; history only from joining; no guests."""
+    return [
+        {
+            "type": "m.room.encryption",
+            "state_key": "",
+            "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+        },
+        {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "invite"}},
+        {
+            "type": "m.room.history_visibility",
+            "state_key": "",
+            "content": {"history_visibility": "joined"},
+        },
+        {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}},
+        {"type": MARKER_EVENT, "state_key": "", "content": {"session_id": session_id}},
+    ]
+
+
+class MatrixRoomService:
+    """Implements bridge.ports.MatrixRooms."""
+
+    def __init__(self, bot: BotClient, server_name: str) -> None:
+        self.bot = bot
+        self.server_name = server_name
+        self._default_room_version: str | None = None
+
+    @property
+    def bot_user_id(self) -> UserID:
+        return UserID(self.bot.settings.user_id)
+
+    async def _room_version(self, wanted: str | None) -> str:
+        if wanted:
+            return wanted
+        if self._default_room_version is None:
+            capabilities = await self.bot.request_json(
+                "reading the homeserver's capabilities", "GET", ["capabilities"]
+            )
+            versions = capabilities.get("capabilities", {}).get("m.room_versions", {})
+            self._default_room_version = str(versions.get("default", "10"))
+        return self._default_room_version
+
+    async def create_secure_room(self, spec: RoomSpec) -> RoomID:
+        await self.bot.wait_until_synced(timeout=30)
+        version = await self._room_version(spec.room_version)
+        try:
+            response = await self.bot.call(
+                "creating the secure room",
+                lambda c: c.room_create(
+                    visibility=RoomVisibility.private,
+                    alias=spec.alias_localpart,
+                    name=spec.name,
+                    topic=spec.topic,
+                    room_version=version,
+                    federate=True,
+                    preset=RoomPreset.private_chat,
+                    invite=list(spec.invite),
+                    initial_state=initial_state(spec.session_id),
+                    power_level_override=power_levels(
+                        self.bot_user_id, spec.agent_user_id, version
+                    ),
+                ),
+            )
+        except MatrixRequestFailed as err:
+            if err.matrix_errcode != "M_ROOM_IN_USE":
+                raise
+            # A previous attempt created the room but its answer was lost: adopt it.
+            alias = f"#{spec.alias_localpart}:{self.server_name}"
+            resolved = await self.bot.call(
+                "resolving the secure room's alias", lambda c: c.room_resolve_alias(alias)
+            )
+            room_id = RoomID(resolved.room_id)
+            log.info("room.adopted", room_id=room_id, session_id=spec.session_id)
+            for user_id in spec.invite:
+                await self.invite(room_id, user_id)
+            return room_id
+        return RoomID(response.room_id)
+
+    async def invite(self, room_id: RoomID, user_id: UserID) -> None:
+        try:
+            await self.bot.call("inviting", lambda c: c.room_invite(room_id, user_id))
+        except MatrixRequestFailed as err:
+            if _already(err, "already in the room", "is already joined", "already invited"):
+                return
+            raise
+
+    async def send_notice(self, room_id: RoomID, text: str) -> None:
+        await self.bot.wait_until_synced(timeout=30)
+        await self.bot.send_encrypted(room_id, {"msgtype": "m.notice", "body": text})
+
+    async def members(self, room_id: RoomID) -> list[UserID]:
+        """Joined and invited members: an open invitation must be withdrawn too."""
+        response = await self.bot.request_json(
+            "listing room members", "GET", ["rooms", room_id, "members"]
+        )
+        users: list[UserID] = []
+        for event in response.get("chunk", []):
+            membership = event.get("content", {}).get("membership")
+            if membership in ("join", "invite"):
+                users.append(UserID(event["state_key"]))
+        return users
+
+    async def kick(self, room_id: RoomID, user_id: UserID, reason: str) -> None:
+        try:
+            await self.bot.call(
+                "removing a member", lambda c: c.room_kick(room_id, user_id, reason)
+            )
+        except MatrixRequestFailed as err:
+            if err.matrix_errcode in ("M_NOT_FOUND",) or _already(
+                err, "not in room", "not joined"
+            ):
+                return
+            raise
+
+    async def leave(self, room_id: RoomID) -> None:
+        try:
+            await self.bot.call("leaving the room", lambda c: c.room_leave(room_id))
+        except MatrixRequestFailed as err:
+            if err.matrix_errcode in ("M_NOT_FOUND", "M_FORBIDDEN"):
+                return
+            raise
+
+
+def _already(err: MatrixRequestFailed, *phrases: str) -> bool:
+    text = err.message.lower()
+    return any(phrase in text for phrase in phrases)

@@ -1,0 +1,45 @@
+"""What the domain needs from the outside world, as Protocols (no nio, no HTTP here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from bridge.ids import RoomID, UserID
+
+
+@dataclass(frozen=True)
+class RoomSpec:
+    """Everything needed to create one secure room; `alias_localpart` makes creation idempotent."""
+
+    alias_localpart: str
+    name: str
+    topic: str
+    session_id: str
+    invite: tuple[UserID, ...] = ()
+    agent_user_id: UserID | None = None
+    room_version: str | None = None
+
+
+class MatrixRooms(Protocol):
+    """Room operations on the homeserver, done by the bot.
+
+    Each method is safe to call again after a failure or a crash ("already done" is success).
+    Raises HomeserverUnavailable when the homeserver cannot be reached (retry later) and
+    MatrixRequestFailed when it refuses.
+    """
+
+    @property
+    def bot_user_id(self) -> UserID: ...
+
+    async def create_secure_room(self, spec: RoomSpec) -> RoomID: ...
+
+    async def invite(self, room_id: RoomID, user_id: UserID) -> None: ...
+
+    async def send_notice(self, room_id: RoomID, text: str) -> None: ...
+
+    async def members(self, room_id: RoomID) -> list[UserID]: ...
+
+    async def kick(self, room_id: RoomID, user_id: UserID, reason: str) -> None: ...
+
+    async def leave(self, room_id: RoomID) -> None: ...

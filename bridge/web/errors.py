@@ -1,0 +1,44 @@
+"""The one place where errcodes become HTTP statuses and public messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.errors import (
+    HomeserverUnavailable,
+    IntegrationUnknown,
+    InviteGone,
+    MatrixIdInvalid,
+    PayloadInvalid,
+    PayloadTooLarge,
+    SealroomError,
+    SessionClosed,
+    SignatureInvalid,
+    TicketUnknown,
+)
+
+STATUS: dict[type[SealroomError], int] = {
+    SignatureInvalid: 401,
+    IntegrationUnknown: 404,
+    TicketUnknown: 404,
+    PayloadInvalid: 400,
+    MatrixIdInvalid: 400,
+    PayloadTooLarge: 413,
+    InviteGone: 410,
+    SessionClosed: 409,
+    HomeserverUnavailable: 503,
+}
+
+
+def status_for(err: SealroomError) -> int:
+    for cls in type(err).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def body_for(err: SealroomError, request_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = {"errcode": err.errcode, "error": err.message, "request_id": request_id}
+    if isinstance(err, PayloadInvalid) and err.fields:
+        body["fields"] = err.fields
+    return body

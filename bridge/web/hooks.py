@@ -1,0 +1,57 @@
+"""POST /hooks/{integration}: verify, parse, hand to the domain, answer after it is durable."""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+
+from bridge import metrics
+from bridge.errors import IntegrationUnknown, SealroomError
+from bridge.helpdesk import payloads
+from bridge.sessions import Delivery, OpenRequest
+from bridge.web.keys import SESSIONS, SETTINGS, VERIFIERS
+
+log = structlog.stdlib.get_logger(__name__)
+routes = web.RouteTableDef()
+
+
+@routes.post("/hooks/{integration}")
+async def receive_webhook(request: web.Request) -> web.Response:
+    integration = request.match_info["integration"]
+    structlog.contextvars.bind_contextvars(integration=integration)
+    verifier = request.app[VERIFIERS].get(integration)
+    if verifier is None:
+        metrics.WEBHOOKS.labels("unknown", "unknown_integration").inc()
+        raise IntegrationUnknown(f"No integration named {integration!r} is configured.")
+    try:
+        body = await request.read()
+        webhook_id = verifier.verify(request.headers, body)
+        structlog.contextvars.bind_contextvars(webhook_id=webhook_id)
+        payload = payloads.parse(body)
+        structlog.contextvars.bind_contextvars(ticket_ref=payload.ticket.id)
+        delivery = Delivery(integration, webhook_id)
+        sessions = request.app[SESSIONS]
+        if payload.event == "open":
+            outcome = await sessions.open(
+                delivery,
+                OpenRequest(payload.ticket.id, payload.ticket.subject, payload.agent),
+            )
+        else:
+            outcome = await sessions.close_ticket(delivery, payload.ticket.id)
+    except SealroomError as err:
+        metrics.WEBHOOKS.labels(integration, err.errcode.lower()).inc()
+        raise
+    body_out = dict(outcome.body)
+    if outcome.invite_token is not None:
+        base = request.app[SETTINGS].public_base_url
+        body_out["invite_url"] = f"{base}/i#{outcome.invite_token}"
+    if outcome.replayed:
+        body_out["replayed"] = True
+    metrics.WEBHOOKS.labels(integration, "replayed" if outcome.replayed else "accepted").inc()
+    log.info(
+        "webhook.accepted",
+        webhook_event=payload.event,
+        status=outcome.status,
+        replayed=outcome.replayed,
+    )
+    return web.json_response(body_out, status=outcome.status)

@@ -1,0 +1,37 @@
+"""Typed application state (aiohttp AppKeys)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from bridge.helpdesk.signatures import StandardWebhooksVerifier
+from bridge.sessions import SessionService
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    public_base_url: str
+    homeserver_url: str
+    server_name: str
+    web_client_template: str | None
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Checks /readyz runs; each returns None when fine or a short reason.
+
+    `checks` gate readiness; `notes` are reported but never make the service unready (a job
+    that gave up needs an admin, not a restart loop).
+    """
+
+    checks: dict[str, Callable[[], Awaitable[str | None]]]
+    notes: dict[str, Callable[[], Awaitable[str | None]]]
+
+
+SESSIONS = web.AppKey("sessions", SessionService)
+VERIFIERS = web.AppKey("verifiers", dict[str, StandardWebhooksVerifier])
+SETTINGS = web.AppKey("settings", WebSettings)
+READINESS = web.AppKey("readiness", Readiness)

@@ -1,0 +1,92 @@
+// The invite token stays in the URL fragment: browsers never send it to a server or a proxy
+// log, and it reaches sealroom only in the JSON body of the two POSTs below.
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const token = decodeURIComponent(window.location.hash.replace(/^#/, ""));
+
+  function show(id) {
+    for (const section of ["loading", "gone", "invite", "done"]) {
+      $(section).hidden = section !== id;
+    }
+  }
+
+  async function post(path, body) {
+    const response = await fetch(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Accept": "application/json" },
+      body: JSON.stringify(body),
+      credentials: "same-origin",
+      cache: "no-store",
+      referrerPolicy: "no-referrer",
+    });
+    let data = {};
+    try { data = await response.json(); } catch (err) { data = {}; }
+    return { status: response.status, data };
+  }
+
+  function gone(message) {
+    if (message) { $("gone-message").textContent = message; }
+    show("gone");
+  }
+
+  async function lookup() {
+    if (!token) { gone(); return; }
+    let result;
+    try {
+      result = await post("/i/lookup", { token });
+    } catch (err) {
+      gone("The server could not be reached. Check your connection and reload this page.");
+      return;
+    }
+    if (result.status !== 200) { gone(result.data.error); return; }
+    $("ticket-ref").textContent = result.data.ticket_ref;
+    $("subject").textContent = result.data.subject;
+    const expires = new Date(result.data.expires_at);
+    $("expires").textContent = expires.toLocaleString();
+    $("expires").dateTime = result.data.expires_at;
+    show("invite");
+    $("user-id").focus();
+  }
+
+  function showError(message) {
+    $("error").textContent = message;
+    $("error").hidden = false;
+  }
+
+  async function redeem(event) {
+    event.preventDefault();
+    const userId = $("user-id").value.trim();
+    if (!/^@[^:\s]+:\S+$/.test(userId)) {
+      showError("This is not a valid Matrix ID. It looks like @name:example.org.");
+      return;
+    }
+    $("error").hidden = true;
+    $("redeem").disabled = true;
+    let result;
+    try {
+      result = await post("/i/redeem", { token, user_id: userId });
+    } catch (err) {
+      $("redeem").disabled = false;
+      showError("The server could not be reached. Check your connection and try again.");
+      return;
+    }
+    $("redeem").disabled = false;
+    if (result.status === 410) { gone(result.data.error); return; }
+    if (result.status !== 200) {
+      showError(result.data.error || "Something went wrong. Please try again.");
+      return;
+    }
+    $("invited-as").textContent = result.data.user_id;
+    $("matrix-to").href = result.data.matrix_to_url;
+    if (result.data.web_client_url) {
+      $("web-client").href = result.data.web_client_url;
+      $("web-client-item").hidden = false;
+    }
+    show("done");
+  }
+
+  $("redeem-form").addEventListener("submit", redeem);
+  lookup();
+})();

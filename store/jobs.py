@@ -1,0 +1,114 @@
+"""Durable jobs: claimed with a guarded UPDATE so that one job runs once at a time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.models import Job
+
+
+async def add(
+    db: AsyncSession,
+    action: str,
+    now: datetime,
+    *,
+    session_id: str | None = None,
+    params: dict[str, Any] | None = None,
+    run_after: datetime | None = None,
+    dedupe_key: str | None = None,
+) -> bool:
+    """Add a job; with a `dedupe_key` already used, add nothing and return False."""
+    if dedupe_key is not None:
+        existing = await db.execute(select(Job.id).where(Job.dedupe_key == dedupe_key))
+        if existing.first() is not None:
+            return False
+    db.add(
+        Job(
+            action=action,
+            session_id=session_id,
+            dedupe_key=dedupe_key,
+            params=params or {},
+            state="pending",
+            attempts=0,
+            run_after=run_after or now,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    return True
+
+
+async def due(db: AsyncSession, now: datetime, limit: int) -> list[Job]:
+    result = await db.execute(
+        select(Job)
+        .where(Job.state == "pending", Job.run_after <= now)
+        .order_by(Job.run_after, Job.id)
+        .limit(limit)
+    )
+    return list(result.scalars())
+
+
+async def next_due_at(db: AsyncSession) -> datetime | None:
+    result = await db.execute(select(func.min(Job.run_after)).where(Job.state == "pending"))
+    value = result.scalar_one_or_none()
+    return value if isinstance(value, datetime) or value is None else None
+
+
+async def claim(db: AsyncSession, job_id: int, now: datetime) -> bool:
+    result = await db.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == "pending")
+        .values(state="running", attempts=Job.attempts + 1, updated_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def finish(db: AsyncSession, job_id: int, now: datetime) -> None:
+    await db.execute(
+        update(Job).where(Job.id == job_id).values(state="done", updated_at=now, last_error=None)
+    )
+
+
+async def retry_later(
+    db: AsyncSession, job_id: int, now: datetime, run_after: datetime, error: str
+) -> None:
+    await db.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(state="pending", run_after=run_after, updated_at=now, last_error=error)
+    )
+
+
+async def give_up(db: AsyncSession, job_id: int, now: datetime, error: str) -> None:
+    await db.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(state="failed", updated_at=now, last_error=error)
+    )
+
+
+async def requeue_running(db: AsyncSession, now: datetime) -> int:
+    """After a crash, jobs left 'running' are run again (every action is idempotent)."""
+    result = await db.execute(
+        update(Job).where(Job.state == "running").values(state="pending", updated_at=now)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def cancel_for_session(
+    db: AsyncSession, session_id: str, actions: tuple[str, ...], now: datetime
+) -> None:
+    await db.execute(
+        update(Job)
+        .where(Job.session_id == session_id, Job.action.in_(actions), Job.state == "pending")
+        .values(state="cancelled", updated_at=now)
+    )
+
+
+async def count_failed(db: AsyncSession) -> int:
+    result = await db.execute(select(func.count()).select_from(Job).where(Job.state == "failed"))
+    return int(result.scalar_one())

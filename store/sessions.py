@@ -1,0 +1,60 @@
+"""Queries on secure sessions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.models import LIVE_STATES, SecureSession
+
+
+async def get(db: AsyncSession, session_id: str) -> SecureSession | None:
+    return await db.get(SecureSession, session_id)
+
+
+async def get_live_by_ticket(
+    db: AsyncSession, integration: str, ticket_ref: str
+) -> SecureSession | None:
+    result = await db.execute(
+        select(SecureSession).where(
+            SecureSession.integration == integration,
+            SecureSession.ticket_ref == ticket_ref,
+            SecureSession.state.in_(LIVE_STATES),
+        )
+    )
+    return result.scalar_one_or_none()
+
+
+async def get_by_room(db: AsyncSession, room_id: str) -> SecureSession | None:
+    result = await db.execute(select(SecureSession).where(SecureSession.room_id == room_id))
+    return result.scalar_one_or_none()
+
+
+async def list_live(db: AsyncSession) -> list[SecureSession]:
+    result = await db.execute(select(SecureSession).where(SecureSession.state.in_(LIVE_STATES)))
+    return list(result.scalars())
+
+
+async def set_state(
+    db: AsyncSession,
+    session_id: str,
+    state: str,
+    now: datetime,
+    *,
+    from_states: tuple[str, ...],
+    close_reason: str | None = None,
+) -> bool:
+    """Move a session between states atomically; False when it was not in `from_states`."""
+    values: dict[str, object] = {"state": state, "updated_at": now}
+    if close_reason is not None:
+        values["close_reason"] = close_reason
+    if state in ("closed", "purged"):
+        values["closed_at"] = now
+    result = await db.execute(
+        update(SecureSession)
+        .where(SecureSession.id == session_id, SecureSession.state.in_(from_states))
+        .values(**values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
