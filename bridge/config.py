@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from pathlib import Path
@@ -136,7 +138,17 @@ class IntegrationConfig(_Section):
     def secret_value(self) -> str:
         secret = _secret(self.secret, self.secret_file, "secret", required=True)
         assert secret is not None
-        return secret.get_secret_value()
+        value = secret.get_secret_value()
+        try:
+            key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if len(key) < 16:
+            raise ValueError(
+                "secret: must be whsec_ followed by base64 of at least 16 random bytes, "
+                "as the helpdesk shows it"
+            )
+        return value
 
 
 _TEMPLATE_FIELDS = {"ticket_ref": "T-1", "subject": "subject", "integration": "helpdesk"}
@@ -278,7 +290,11 @@ def _secret_problems(config: Config) -> list[str]:
             getter()
         except ValueError as err:
             problems.append(f"{section}.{err}")
-    if config.bot.password_value() is None and config.bot.access_token_value() is None:
+    if (
+        not any(p.startswith(("bot.password", "bot.access_token")) for p in problems)
+        and config.bot.password_value() is None
+        and config.bot.access_token_value() is None
+    ):
         problems.append("bot.password: set bot.password (or password_file) or bot.access_token")
     return problems
 
