@@ -323,7 +323,9 @@ def parse(raw: Any, base_dir: Path | None = None) -> Config:
                 message = "unknown option (check the spelling against config.example.yaml)"
             problems.append(f"{loc}: {message}")
         raise ConfigError(problems) from None
-    problems += _secret_problems(config)
+    # A secret whose ${VAR} is missing is already reported once; say nothing more about it.
+    reported = {problem.split(":", 1)[0] for problem in problems}
+    problems += [p for p in _secret_problems(config) if p.split(":", 1)[0] not in reported]
     if problems:
         raise ConfigError(problems)
     return config
