@@ -330,7 +330,7 @@ class SessionService:
     # -- events from the room ------------------------------------------------------------------
 
     async def member_joined(self, room_id: str, user_id: str, event_id: str) -> None:
-        """Welcome whoever joins; the event id keeps a replayed timeline from welcoming twice."""
+        """Post the rules when the customer (anyone but the bot and the agent) joins."""
         if user_id == self.rooms.bot_user_id:
             return
         now = self.clock()
@@ -338,17 +338,20 @@ class SessionService:
             session = await store.sessions.get_by_room(db, room_id)
             if session is None or session.state != "open":
                 return
+            # The agent knows the rules; the notice is for the customer. The event id keeps a
+            # replayed timeline (after a restart) from welcoming anyone twice.
+            is_agent = user_id == session.agent_user_id
             added = await store.jobs.add(
                 db,
-                "notice",
+                "noop" if is_agent else "notice",
                 now,
                 session_id=session.id,
-                params={"kind": "rules", "user_id": user_id},
+                params={} if is_agent else {"kind": "rules", "user_id": user_id},
                 dedupe_key=f"joined:{event_id}",
             )
             if added:
                 store.audit.record(db, now, "member.joined", session_id=session.id, actor=user_id)
-                log.info("member.joined", session_id=session.id, room_id=room_id)
+                log.info("member.joined", session_id=session.id, room_id=room_id, agent=is_agent)
         self._wake_jobs()
 
     async def agent_command(self, room_id: str, sender: str, body: str, event_id: str) -> None:

@@ -1,0 +1,193 @@
+"""The main flow end to end: real Synapse, real bot, real E2EE clients, real browser."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+
+from tests.e2e.conftest import SealroomFactory
+from tests.support.fixtures import MatrixUserFactory
+
+
+def _from_bot(bot_id: str, needle: str):
+    return lambda sender, body: sender == bot_id and needle in body
+
+
+async def test_full_flow_existing_account(
+    sealroom: SealroomFactory, matrix_user: MatrixUserFactory, page
+) -> None:
+    agent = await matrix_user("agent")
+    customer = await matrix_user("customer")
+    service = await sealroom(agents={"agent@example.com": agent.user_id})
+    bot_id = service.config.bot.user_id
+
+    started = time.monotonic()
+    opened = await service.open_ticket("T-100")
+    invite_url = opened["invite_url"]
+    assert invite_url.startswith(f"{service.url}/i#")
+
+    room_id = await agent.wait_for_invite()
+    await agent.join(room_id)
+    assert room_id == await service.wait_for_room(opened["session_id"])
+
+    # The customer opens the link in a real browser and gives their Matrix ID.
+    await page.goto(invite_url)
+    await page.wait_for_selector("#invite:not([hidden])")
+    assert "Admin login for T-100" in await page.text_content("#subject")
+    await page.fill("#user-id", customer.user_id)
+    await page.click("#redeem")
+    await page.wait_for_selector("#done:not([hidden])")
+    assert await page.text_content("#invited-as") == customer.user_id
+    matrix_to = await page.get_attribute("#matrix-to", "href")
+    assert matrix_to.startswith("https://matrix.to/#/%23sealroom-")
+
+    assert await customer.wait_for_invite(room_id) == room_id
+    await customer.join(room_id)
+    await customer.wait_for_message(room_id, _from_bot(bot_id, "only to share credentials"))
+    flow_seconds = time.monotonic() - started
+    print(f"\nwebhook -> customer decrypted the rules notice: {flow_seconds:.2f} s")
+
+    canary = f"canary-password-{secrets.token_hex(12)}"
+    await agent.wait_for_join(room_id, customer.user_id)
+    await customer.wait_for_join(room_id, agent.user_id)
+    await customer.send_text(room_id, canary)
+    sender, body = await agent.wait_for_message(room_id, lambda s, b: b == canary)
+    assert sender == customer.user_id
+    await agent.wait_for_message(room_id, _from_bot(bot_id, "only to share credentials"))
+
+    assert customer.undecryptable(room_id) == []
+    assert agent.undecryptable(room_id) == []
+
+    # Give the bot a moment to receive (and decrypt) the canary too, then look everywhere.
+    await asyncio.sleep(1.5)
+    await service.app.stop()
+    token = service.tokens[0]
+    for path, data in service.secret_haystack():
+        assert canary.encode() not in data, f"canary found in {path}"
+        assert token.encode() not in data, f"invite token found in {path}"
+
+
+async def test_restart_keeps_device_and_notices_stay_readable(
+    sealroom: SealroomFactory, matrix_user: MatrixUserFactory
+) -> None:
+    agent = await matrix_user("agent")
+    customer = await matrix_user("customer")
+    service = await sealroom(agents={"agent@example.com": agent.user_id})
+    bot_id = service.config.bot.user_id
+    opened = await service.open_ticket("T-200")
+    room_id = await agent.wait_for_invite()
+    await agent.join(room_id)
+    await _redeem(service.url, service.tokens[-1], customer.user_id)
+    await customer.wait_for_invite(room_id)
+    await customer.join(room_id)
+    await customer.wait_for_message(room_id, _from_bot(bot_id, "only to share credentials"))
+
+    device_before = service.app.bot.device_id
+    await service.restart()
+    assert service.app.bot.device_id == device_before
+
+    # A notice after the restart (the agent asks for help) is still decryptable.
+    await agent.send_text(room_id, "!help")
+    await customer.wait_for_message(room_id, _from_bot(bot_id, "Commands: !close"))
+    assert customer.undecryptable(room_id) == []
+    # The replayed timeline after the restart did not welcome anyone twice.
+    rules = [m for m in customer.messages(room_id) if "only to share credentials" in m[1]]
+    assert len(rules) == 1
+    assert (await service.session_row(opened["session_id"])).state == "open"
+
+
+async def test_homeserver_down_when_webhook_arrives(
+    sealroom: SealroomFactory, matrix_user: MatrixUserFactory, fault_proxy
+) -> None:
+    agent = await matrix_user("agent")
+    service = await sealroom(
+        agents={"agent@example.com": agent.user_id}, homeserver_url=fault_proxy.url
+    )
+    await service.app.bot.wait_until_synced(60)
+    await fault_proxy.set_down(True)
+    opened = await service.open_ticket("T-300")  # still 201: recorded durably
+    await asyncio.sleep(2)
+    assert (await service.session_row(opened["session_id"])).room_id is None
+    await fault_proxy.set_down(False)
+    room_id = await service.wait_for_room(opened["session_id"], timeout=90)
+    assert await agent.wait_for_invite(room_id) == room_id
+
+
+async def test_replayed_delivery_creates_one_room(
+    sealroom: SealroomFactory, matrix_user: MatrixUserFactory
+) -> None:
+    agent = await matrix_user("agent")
+    service = await sealroom(agents={"agent@example.com": agent.user_id})
+    payload = {
+        "event": "open",
+        "ticket": {"id": "T-400", "subject": "x"},
+        "agent": "agent@example.com",
+    }
+    first = await service.webhook(payload, webhook_id="msg_replay_1")
+    second = await service.webhook(payload, webhook_id="msg_replay_1")
+    assert first[0] == 201
+    assert second[0] == 201
+    assert second[1]["replayed"] is True
+    assert "invite_url" not in second[1]
+    room_id = await service.wait_for_room(first[1]["session_id"])
+    await agent.wait_for_invite(room_id)
+    await asyncio.sleep(1.5)
+    # The bot is in exactly one room, and the agent was invited to exactly one.
+    assert set(service.app.bot.client.rooms) == {room_id}
+    assert set(agent.client.invited_rooms) | set(agent.client.rooms) == {room_id}
+
+
+async def test_close_removes_everyone(
+    sealroom: SealroomFactory, matrix_user: MatrixUserFactory, synapse
+) -> None:
+    agent = await matrix_user("agent")
+    customer = await matrix_user("customer")
+    service = await sealroom(agents={"agent@example.com": agent.user_id})
+    bot_id = service.config.bot.user_id
+    opened = await service.open_ticket("T-500")
+    room_id = await agent.wait_for_invite()
+    await agent.join(room_id)
+    await _redeem(service.url, service.tokens[-1], customer.user_id)
+    await customer.wait_for_invite(room_id)
+    await customer.join(room_id)
+    status, body = await service.webhook({"event": "close", "ticket": {"id": "T-500"}})
+    assert status == 202, body
+    await customer.wait_for_message(room_id, _from_bot(bot_id, "being closed"))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if (await service.session_row(opened["session_id"])).state == "closed":
+            break
+        await asyncio.sleep(0.2)
+    assert (await service.session_row(opened["session_id"])).state == "closed"
+    assert await _joined_members(synapse, room_id) == []
+    assert customer.undecryptable(room_id) == []
+
+
+async def _redeem(base_url: str, token: str, user_id: str) -> dict:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{base_url}/i/redeem", json={"token": token, "user_id": user_id}) as response,
+    ):
+        data = await response.json()
+        assert response.status == 200, data
+        return data
+
+
+async def _joined_members(synapse, room_id: str) -> list[str]:
+    """Ask the homeserver itself (admin API), not a client's cache."""
+    import aiohttp
+
+    token = await synapse.admin_token()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{synapse.url}/_synapse/admin/v1/rooms/{room_id}/members",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as response,
+    ):
+        data = await response.json()
+        assert response.status == 200, data
+        return list(data["members"])

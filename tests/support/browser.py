@@ -1,0 +1,52 @@
+"""Headless Chromium from Debian's package, driven by Playwright (no browser download)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+
+
+def chromium_path() -> str | None:
+    return os.environ.get("SEALROOM_CHROMIUM") or shutil.which("chromium")
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def browser() -> AsyncIterator[object]:
+    from playwright.async_api import async_playwright
+
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: .ci/run installs Debian's chromium package")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    async with async_playwright() as playwright:
+        instance = await playwright.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS)
+        try:
+            yield instance
+        finally:
+            await instance.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def page(browser: object) -> AsyncIterator[object]:
+    context = await browser.new_context()  # type: ignore[attr-defined]
+    page = await context.new_page()
+    try:
+        yield page
+    finally:
+        await context.close()
