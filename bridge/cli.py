@@ -56,6 +56,17 @@ def _load(path: Path) -> Config | None:
         return None
 
 
+def config_secrets(config: Config) -> list[str | None]:
+    """Every secret in the configuration, so that the log redaction cuts them out anywhere."""
+    return [
+        config.homeserver.admin_token_value(),
+        config.bot.password_value(),
+        config.bot.access_token_value(),
+        config.bot.pickle_key_value(),
+        *(integration.secret_value() for integration in config.integrations.values()),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
@@ -68,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"{args.config}: configuration is valid")
         return EXIT_OK
-    logs.configure(config.logging.level, config.logging.format)
+    logs.configure(config.logging.level, config.logging.format, secrets=config_secrets(config))
     if args.command == "migrate":
         return asyncio.run(_migrate(config))
     return asyncio.run(_run(config))

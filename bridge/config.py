@@ -42,7 +42,7 @@ def _secret(
     value: SecretStr | None, file: Path | None, key: str, *, required: bool
 ) -> SecretStr | None:
     if value is not None and file is not None:
-        raise ValueError(f"set either {key} or {key}_file, not both")
+        raise ValueError(f"{key}: set either {key} or {key}_file, not both")
     if file is not None:
         try:
             text = file.read_text(encoding="utf-8").strip()
@@ -54,7 +54,7 @@ def _secret(
     if value is not None and value.get_secret_value().strip().lower() in _FORBIDDEN_SECRETS:
         raise ValueError(f"{key}: replace the example value with a real secret")
     if required and value is None:
-        raise ValueError(f"set {key} (or {key}_file)")
+        raise ValueError(f"{key}: set {key} (or {key}_file)")
     return value
 
 
@@ -290,10 +290,8 @@ def _secret_problems(config: Config) -> list[str]:
             getter()
         except ValueError as err:
             problems.append(f"{section}.{err}")
-    if (
-        not any(p.startswith(("bot.password", "bot.access_token")) for p in problems)
-        and config.bot.password_value() is None
-        and config.bot.access_token_value() is None
+    if not any(p.startswith(("bot.password", "bot.access_token")) for p in problems) and (
+        config.bot.password_value() is None and config.bot.access_token_value() is None
     ):
         problems.append("bot.password: set bot.password (or password_file) or bot.access_token")
     return problems

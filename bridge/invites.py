@@ -26,4 +26,6 @@ def token_matches(token: str, stored_hash: str) -> bool:
 
 def looks_like_token(token: str) -> bool:
     """Reject junk early (no database work for a string that cannot be one of ours)."""
-    return 32 <= len(token) <= 64 and all(c.isalnum() or c in "-_" for c in token)
+    if not 32 <= len(token) <= 64:
+        return False
+    return all(c.isascii() and (c.isalnum() or c in "-_") for c in token)

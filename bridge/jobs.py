@@ -9,6 +9,7 @@ again at start-up, so every action must be idempotent.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -28,6 +29,10 @@ Action = Callable[[str | None, dict[str, Any]], Awaitable[None]]
 
 class PermanentJobError(Exception):
     """Retrying cannot help (for example the homeserver refuses for good)."""
+
+
+class RetryLater(Exception):
+    """An expected wait (for example for another job to finish first): retry, quietly."""
 
 
 class JobRunner:
@@ -159,7 +164,14 @@ class JobRunner:
                     await store.jobs.retry_later(
                         db, job.id, now, now + timedelta(seconds=delay), error
                     )
-                bound.warning("job.retrying", error=error, attempts=attempt, delay=round(delay, 2))
+                level = "info" if isinstance(err, RetryLater) else "warning"
+                bound.log(
+                    logging.getLevelName(level.upper()),
+                    "job.retrying",
+                    error=error,
+                    attempts=attempt,
+                    delay=round(delay, 2),
+                )
             self.wake()
             return
         async with self.database.transaction() as db:

@@ -118,3 +118,4 @@ def configure(
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("peewee").setLevel(logging.WARNING)
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)

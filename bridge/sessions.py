@@ -24,6 +24,7 @@ import store.sessions
 from bridge import invites, notices
 from bridge.errors import InviteGone, MatrixRequestFailed, SessionClosed, TicketUnknown
 from bridge.ids import RoomID, UserID, parse_user_id
+from bridge.jobs import RetryLater
 from bridge.ports import MatrixRooms, RoomSpec
 from store import Database, Invite, SecureSession, WebhookDelivery
 
@@ -137,6 +138,11 @@ class SessionService:
                 db, delivery.integration, request.ticket_ref
             )
             reused = session is not None
+            if session is not None and session.state == "closing":
+                raise SessionClosed(
+                    f"The secure session for ticket {request.ticket_ref!r} is still being "
+                    "closed; send the webhook again in a minute."
+                )
             if session is None:
                 session = self._new_session(delivery.integration, request, now)
                 db.add(session)
@@ -557,7 +563,7 @@ class SessionService:
         """Marker jobs that only record that an event was handled."""
 
 
-class RoomNotReady(Exception):
+class RoomNotReady(RetryLater):
     """A step needs the room, which a job has not created yet: retry later."""
 
 

@@ -227,7 +227,6 @@ class BotClient:
         client.add_event_callback(self._member_event, RoomMemberEvent)
         client.add_event_callback(self._message_event, RoomMessageText)
         client.add_event_callback(self._undecryptable_event, MegolmEvent)
-        client.add_to_device_callback(self._key_request, RoomKeyRequest)
         self._guard_share_errors(client)
         return client
 
@@ -322,6 +321,12 @@ class BotClient:
             )
             if isinstance(response, SyncError):
                 raise_for_error(response, "syncing")
+            # nio drops other users' room-key requests silently; pick them up here.
+            self._key_requests.extend(
+                event
+                for event in response.to_device_events
+                if isinstance(event, RoomKeyRequest) and event.sender != client.user_id
+            )
             await self._after_sync()
             # Only now is everything in this response handled (to-device keys saved by nio):
             # the token may move on.
@@ -387,9 +392,6 @@ class BotClient:
                         event.room_id, decrypted.sender, decrypted.body, event.event_id
                     )
 
-    async def _key_request(self, event: RoomKeyRequest) -> None:
-        self._key_requests.append(event)
-
     async def _answer_key_requests(self) -> None:
         """Re-share our own room keys with devices of the room's current members.
 
@@ -404,6 +406,7 @@ class BotClient:
         for event in requests:
             room = client.rooms.get(event.room_id)
             if room is None or event.sender not in room.users:
+                log.info("bot.key_request_refused", reason="not a member", room_id=event.room_id)
                 continue
             if event.sender_key != olm.account.identity_keys["curve25519"]:
                 continue
@@ -419,6 +422,11 @@ class BotClient:
                 None,
             )
             if group_session is None or device is None:
+                log.info(
+                    "bot.key_request_refused",
+                    reason="unknown session" if group_session is None else "unknown device",
+                    room_id=event.room_id,
+                )
                 continue
             session = olm.session_store.get(device.curve25519)
             if session is None:

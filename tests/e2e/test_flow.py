@@ -191,3 +191,52 @@ async def _joined_members(synapse, room_id: str) -> list[str]:
         data = await response.json()
         assert response.status == 200, data
         return list(data["members"])
+
+
+async def test_members_new_device_gets_the_room_key_on_request(
+    sealroom: SealroomFactory, matrix_user: MatrixUserFactory, synapse, tmp_path
+) -> None:
+    """A customer who logs in a second device later can still read the bot's notice."""
+    from tests.support.matrix_users import MatrixUser
+
+    customer = await matrix_user("customer")
+    service = await sealroom()
+    bot_id = service.config.bot.user_id
+    await service.open_ticket("T-700")
+    await _redeem(service.url, service.tokens[-1], customer.user_id)
+    room_id = await customer.wait_for_invite()
+    await customer.join(room_id)
+    await customer.wait_for_message(room_id, _from_bot(bot_id, "only to share credentials"))
+
+    localpart = customer.user_id[1:].split(":", 1)[0]
+    second = await MatrixUser.create(
+        synapse.url, synapse, localpart, tmp_path / "second", password=customer.password
+    )
+    # nio, like matrix-rust-sdk since 2022, accepts forwarded keys only from its own user's
+    # verified devices. Older clients (libolm-era Element) also took them from the session's
+    # creator; this device plays such a client, so that the bot's answer itself is checked:
+    # a forwarded key, Olm-encrypted to the asking device, that really decrypts the notice.
+    olm = second.client.olm
+    original_accept = olm._should_accept_forward
+
+    def accept_from_session_creator(sender, sender_key, event):
+        if sender == bot_id and event.session_id in olm.outgoing_key_requests:
+            return True
+        return original_accept(sender, sender_key, event)
+
+    olm._should_accept_forward = accept_from_session_creator
+    try:
+        await second.start()
+        pending = await second.wait_until(
+            lambda: dict(second._undecryptable.get(room_id, {})) or None,
+            what="the earlier notice, still undecryptable",
+        )
+        # Like Element, ask the sender's devices (nio itself only asks its own user's).
+        for event in pending.values():
+            await second.client.to_device(event.as_key_request(bot_id, second.device_id))
+        sender, body = await second.wait_for_message(
+            room_id, _from_bot(bot_id, "only to share credentials"), timeout=30
+        )
+        assert second.undecryptable(room_id) == []
+    finally:
+        await second.stop()

@@ -173,7 +173,9 @@ def test_sign_and_verify_round_trip_for_a_fresh_delivery(
     now = 1_700_000_000
     signature = sign(SECRET, "msg_fresh", now, body)
 
-    given = headers(webhook_id="msg_fresh", webhook_timestamp=str(now), webhook_signature=signature)
+    given = headers(
+        webhook_id="msg_fresh", webhook_timestamp=str(now), webhook_signature=signature
+    )
     assert verifier.verify(given, body, now=now) == "msg_fresh"
     with pytest.raises(SignatureInvalid):
         verifier.verify(given, body + b" ", now=now)

@@ -1,0 +1,148 @@
+"""The service as an operator runs it: room settings, one process per device, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+
+import aiohttp
+import pytest
+
+from bridge.app import App
+from bridge.localsynapse import free_port
+from bridge.matrix.client import BotAlreadyRunning
+from tests.e2e.conftest import SealroomFactory
+from tests.support.fixtures import MatrixUserFactory
+
+
+async def _admin_get(synapse, path: str) -> dict:
+    token = await synapse.admin_token()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{synapse.url}{path}", headers={"Authorization": f"Bearer {token}"}) as resp,
+    ):
+        data = await resp.json()
+        assert resp.status == 200, data
+        return data
+
+
+async def test_room_is_created_locked_down(
+    sealroom: SealroomFactory, matrix_user: MatrixUserFactory, synapse
+) -> None:
+    agent = await matrix_user("agent")
+    service = await sealroom(agents={"agent@example.com": agent.user_id})
+    opened = await service.open_ticket("T-600")
+    room_id = await service.wait_for_room(opened["session_id"])
+    state = (await _admin_get(synapse, f"/_synapse/admin/v1/rooms/{room_id}/state"))["state"]
+    by_type = {(e["type"], e["state_key"]): e for e in state}
+    create = by_type[("m.room.create", "")]
+    bot_id = service.config.bot.user_id
+    assert create["sender"] == bot_id
+    assert by_type[("m.room.encryption", "")]["content"]["algorithm"] == "m.megolm.v1.aes-sha2"
+    assert by_type[("m.room.join_rules", "")]["content"]["join_rule"] == "invite"
+    assert by_type[("m.room.history_visibility", "")]["content"]["history_visibility"] == "joined"
+    assert by_type[("m.room.guest_access", "")]["content"]["guest_access"] == "forbidden"
+    assert by_type[("org.sealroom.session", "")]["content"]["session_id"] == opened["session_id"]
+    assert "T-600" in by_type[("m.room.name", "")]["content"]["name"]
+    assert "only for sharing credentials" in by_type[("m.room.topic", "")]["content"]["topic"]
+    power = by_type[("m.room.power_levels", "")]["content"]
+    assert power["users"].get(agent.user_id) == 50
+    assert power["users_default"] == 0
+    # Only the bot administers the room: as room-version-12 creator (not listed), or with 100.
+    others = {user: level for user, level in power["users"].items() if user != bot_id}
+    assert max(others.values()) <= 50
+    if create["content"].get("room_version", "1") == "12":
+        assert bot_id not in power["users"]
+    else:
+        assert power["users"][bot_id] == 100
+
+
+async def test_second_process_on_the_same_device_is_refused(
+    sealroom: SealroomFactory,
+) -> None:
+    service = await sealroom()
+    twin = App(service.config)
+    with pytest.raises(BotAlreadyRunning, match="one process per bot"):
+        await twin.start()
+    await twin.stop()
+
+
+async def test_readyz_reports_a_homeserver_outage(sealroom: SealroomFactory, fault_proxy) -> None:
+    service = await sealroom(homeserver_url=fault_proxy.url)
+    await service.app.bot.wait_until_synced(60)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{service.url}/readyz") as resp:
+            assert resp.status == 200, await resp.text()
+        await fault_proxy.set_down(True)
+        async with http.get(f"{service.url}/readyz") as resp:
+            body = await resp.json()
+        assert resp.status == 503
+        assert body["checks"]["homeserver"] != "ok"
+        assert body["checks"]["database"] == "ok"
+
+
+async def test_sigterm_stops_gracefully_and_keeps_the_device(synapse, tmp_path) -> None:
+    password = secrets.token_urlsafe(16)
+    bot_id = await synapse.register_user(f"sealroom-sigterm-{secrets.token_hex(3)}", password)
+    port = free_port()
+    (tmp_path / "bot_password").write_text(password)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "homeserver": {"url": synapse.url, "server_name": "localhost"},
+                "bot": {"user_id": bot_id, "password_file": "bot_password", "data_dir": "data"},
+                "http": {"port": port, "public_base_url": f"http://127.0.0.1:{port}"},
+                "logging": {"format": "json"},
+            }
+        )
+    )
+    devices = []
+    for _ in range(2):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bridge",
+            "run",
+            "-c",
+            str(config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            await _wait_ready(f"http://127.0.0.1:{port}/readyz", 60)
+            process.send_signal(signal.SIGTERM)
+            output, _ = await asyncio.wait_for(process.communicate(), 30)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        assert process.returncode == 0, output.decode()[-2000:]
+        events = [
+            json.loads(line) for line in output.decode().splitlines() if line.startswith("{")
+        ]
+        names = [event["event"] for event in events]
+        assert "sealroom.stopped" in names
+        assert password not in output.decode()
+        devices.append(json.loads((tmp_path / "data" / "bot.json").read_text())["device_id"])
+    assert devices[0] == devices[1]
+
+
+async def _wait_ready(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            try:
+                async with http.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"{url} not ready after {timeout} s")
