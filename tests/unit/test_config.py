@@ -355,7 +355,6 @@ def _both(section: list[str], key: str) -> Any:
     return mutate
 
 
-
 @pytest.mark.parametrize(
     ("section", "key", "key_path"),
     [
