@@ -26,7 +26,6 @@ from bridge.config import Config, parse
 from bridge.helpdesk.signatures import sign
 from bridge.localsynapse import LocalSynapse, free_port
 
-pytest_plugins = ["tests.support.browser"]
 _counter = itertools.count(1)
 
 
