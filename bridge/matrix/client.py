@@ -50,6 +50,7 @@ from nio.crypto import OlmDevice
 
 from bridge.errors import HomeserverUnavailable, MatrixRequestFailed, SealroomError
 from bridge.logs import register_secret
+from bridge.matrix import device_keys
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -340,8 +341,7 @@ class BotClient:
     async def _after_sync(self) -> None:
         client = self._require_client()
         async with self._keys_lock:
-            if client.should_upload_keys:
-                raise_for_error(await client.keys_upload(), "uploading keys")
+            await self._upload_keys_if_needed()
             if client.should_query_keys:
                 response = await client.keys_query()
                 if isinstance(response, KeysQueryError):
@@ -352,6 +352,23 @@ class BotClient:
             await self._answer_key_requests()
             await client.send_to_device_messages()
         await self._retry_decryption()
+
+    async def _upload_keys_if_needed(self) -> None:
+        client = self._require_client()
+        olm = client.olm
+        if olm is None:
+            return
+        state = self._read_json("keys.json") or {}
+        uploaded_at = state.get("fallback_uploaded_at")
+        if not device_keys.needs_upload(olm, uploaded_at):
+            return
+
+        async def post(content: dict[str, Any]) -> dict[str, Any]:
+            return await self.request_json("uploading keys", "POST", ["keys", "upload"], content)
+
+        new_uploaded_at = await device_keys.upload(olm, post, uploaded_at)
+        if new_uploaded_at != uploaded_at:
+            self._write_private("keys.json", json.dumps({"fallback_uploaded_at": new_uploaded_at}))
 
     def _require_client(self) -> AsyncClient:
         if self.client is None:

@@ -8,7 +8,7 @@ tests point clients at this proxy instead.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +82,11 @@ class FaultProxy:
         self.requests: list[tuple[str, str]] = []
         self.responses: list[tuple[str, str, int]] = []  # (method, path, status) answered
         self.faults: list[Fault] = []
+        # (pattern, callback): awaited after the upstream answered and before the client gets
+        # the answer, as complement-crypto does to kill a client at a chosen moment.
+        self.response_hooks: list[
+            tuple[re.Pattern[str], Callable[[str, int], Awaitable[None]]]
+        ] = []
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._down = False
@@ -127,6 +132,10 @@ class FaultProxy:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+
+    def on_response(self, path_regex: str, hook: Callable[[str, int], Awaitable[None]]) -> None:
+        """Call ``hook(path, status)`` when the upstream has answered a matching request."""
+        self.response_hooks.append((re.compile(path_regex), hook))
 
     async def set_down(self, down: bool) -> None:
         """Down: connections are refused. Up: listen again on the same port."""
@@ -214,6 +223,9 @@ class FaultProxy:
             ) as upstream:
                 data = await upstream.read()
                 self.responses.append((method, path, upstream.status))
+                for pattern, hook in list(self.response_hooks):
+                    if pattern.search(path):
+                        await hook(path, upstream.status)
                 out_headers = CIMultiDict(
                     (k, v) for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE
                 )
