@@ -489,9 +489,12 @@ class SessionService:
             if fresh.state == "pending":
                 fresh.state = "open"
             store.audit.record(db, now, "room.created", session_id=session.id, room_id=room_id)
+            # A customer who redeemed before the room existed should not wait for a backoff.
+            await store.jobs.make_due(db, session.id, "invite", now)
         log.info(
             "room.created", session_id=session.id, room_id=room_id, ticket_ref=session.ticket_ref
         )
+        self._wake_jobs()
         if agent is None:
             log.warning("session.no_agent_mapping", session_id=session.id, agent=session.agent_ref)
 

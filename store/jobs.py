@@ -112,3 +112,13 @@ async def cancel_for_session(
 async def count_failed(db: AsyncSession) -> int:
     result = await db.execute(select(func.count()).select_from(Job).where(Job.state == "failed"))
     return int(result.scalar_one())
+
+
+async def make_due(db: AsyncSession, session_id: str, action: str, now: datetime) -> int:
+    """Run a session's waiting jobs of one kind now (their precondition was just met)."""
+    result = await db.execute(
+        update(Job)
+        .where(Job.session_id == session_id, Job.action == action, Job.state == "pending")
+        .values(run_after=now, updated_at=now)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -4,10 +4,15 @@
 
 (function () {
   const $ = (id) => document.getElementById(id);
-  const token = decodeURIComponent(window.location.hash.replace(/^#/, ""));
+  let token = "";
+  try {
+    token = decodeURIComponent(window.location.hash.replace(/^#/, ""));
+  } catch (err) {
+    token = "";  // a mangled link: treated like any other unusable link
+  }
 
   function show(id) {
-    for (const section of ["loading", "gone", "invite", "done"]) {
+    for (const section of ["loading", "gone", "unavailable", "invite", "done"]) {
       $(section).hidden = section !== id;
     }
   }
@@ -26,9 +31,15 @@
     return { status: response.status, data };
   }
 
-  function gone(message) {
-    if (message) { $("gone-message").textContent = message; }
+  // One wording for used, expired and unknown links alike (the server's 410 says the same).
+  function gone() {
     show("gone");
+  }
+
+  function unavailable(message) {
+    $("unavailable-message").textContent = message ||
+      "Something went wrong on our side. Your link is still valid: please try again in a minute.";
+    show("unavailable");
   }
 
   async function lookup() {
@@ -37,10 +48,11 @@
     try {
       result = await post("/i/lookup", { token });
     } catch (err) {
-      gone("The server could not be reached. Check your connection and reload this page.");
+      unavailable("The server could not be reached. Check your connection and reload this page.");
       return;
     }
-    if (result.status !== 200) { gone(result.data.error); return; }
+    if (result.status === 410 || result.status === 400) { gone(); return; }
+    if (result.status !== 200) { unavailable(); return; }
     $("ticket-ref").textContent = result.data.ticket_ref;
     $("subject").textContent = result.data.subject;
     const expires = new Date(result.data.expires_at);
@@ -53,6 +65,8 @@
   function showError(message) {
     $("error").textContent = message;
     $("error").hidden = false;
+    $("user-id").setAttribute("aria-invalid", "true");
+    $("user-id").focus();
   }
 
   async function redeem(event) {
@@ -63,6 +77,7 @@
       return;
     }
     $("error").hidden = true;
+    $("user-id").removeAttribute("aria-invalid");
     $("redeem").disabled = true;
     let result;
     try {
@@ -73,7 +88,7 @@
       return;
     }
     $("redeem").disabled = false;
-    if (result.status === 410) { gone(result.data.error); return; }
+    if (result.status === 410) { gone(); return; }
     if (result.status !== 200) {
       showError(result.data.error || "Something went wrong. Please try again.");
       return;
