@@ -16,8 +16,10 @@ from aiohttp import ClientSession, ClientTimeout, web
 import store.migrate
 from bridge import metrics
 from bridge.config import Config
+from bridge.errors import SealroomError
 from bridge.helpdesk.signatures import StandardWebhooksVerifier
 from bridge.jobs import JobRunner
+from bridge.matrix.bot_identity import BotIdentity
 from bridge.matrix.client import BotClient, BotSettings
 from bridge.matrix.events import RoomEvents
 from bridge.matrix.rooms import MatrixRoomService
@@ -29,6 +31,23 @@ from store import Database
 log = structlog.stdlib.get_logger(__name__)
 
 SYNC_STALE_SECONDS = 90.0
+
+
+def show_recovery_key(recovery_key: str, user_id: str) -> None:
+    """The one time the bot's recovery key exists outside memory: on the admin's terminal.
+
+    Written to stdout, never to the logs (which go to stderr), the database or the data dir.
+    """
+    line = "=" * 72
+    print(
+        f"{line}\n"
+        f"The bot {user_id} now has a cross-signed identity. Its RECOVERY KEY is:\n\n"
+        f"    {recovery_key}\n\n"
+        "Store it like a password (a password manager). It is shown only this once. You need it\n"
+        "if the bot's data directory is lost: sealroom bot-identity --recovery-key\n"
+        f"{line}",
+        flush=True,
+    )
 
 
 class App:
@@ -49,6 +68,9 @@ class App:
             )
         )
         self.rooms = MatrixRoomService(self.bot, config.homeserver.server_name)
+        self.identity = BotIdentity(self.bot, config.bot.password_value())
+        self.identity_ready = asyncio.Event()
+        self._identity_task: asyncio.Task[None] | None = None
         self.jobs = JobRunner(
             self.database,
             utcnow,
@@ -101,6 +123,7 @@ class App:
                     "database": self._check_database,
                     "homeserver": self._check_homeserver,
                     "sync": self._check_sync,
+                    "identity": self._check_identity,
                 },
                 {"jobs": self._check_jobs},
             ),
@@ -113,9 +136,11 @@ class App:
         self.config.bot.data_dir.mkdir(parents=True, exist_ok=True)
         await store.migrate.upgrade_to_head(self.database)
         await self.bot.start()
-        # Room work waits for the bot's first sync (nio cannot send before it).
-        self.jobs.pause_until(self.bot.synced)
+        # Room work waits for the bot's sync (nio cannot send before it) and for its
+        # cross-signed identity (strict clients ignore an uncross-signed device).
+        self.jobs.pause_until(self.bot.synced, self.identity_ready)
         await self.jobs.start()
+        self._identity_task = asyncio.create_task(self._ensure_identity(), name="bot-identity")
         self._runner = web.AppRunner(self.web_app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.bind, self.config.http.port)
@@ -125,8 +150,29 @@ class App:
         self.port = sockets[0].getsockname()[1] if sockets else self.config.http.port
         log.info("sealroom.started", bind=self.config.http.bind, port=self.port)
 
+    async def _ensure_identity(self) -> None:
+        """Once the bot has synced: create or check its cross-signing identity, with retries."""
+        delay = 1.0
+        while True:
+            await self.bot.synced.wait()
+            try:
+                recovery_key = await self.identity.ensure()
+            except SealroomError as err:
+                log.warning("bot.identity_retry", error=err.errcode, retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+                continue
+            if recovery_key is not None:
+                show_recovery_key(recovery_key, self.config.bot.user_id)
+            self.identity_ready.set()
+            return
+
     async def stop(self) -> None:
         log.info("sealroom.stopping")
+        if self._identity_task is not None:
+            self._identity_task.cancel()
+            await asyncio.gather(self._identity_task, return_exceptions=True)
+            self._identity_task = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -168,6 +214,11 @@ class App:
         age = time.monotonic() - last
         metrics.SYNC_AGE.set(age)
         return None if age < SYNC_STALE_SECONDS else f"last sync {age:.0f} s ago"
+
+    async def _check_identity(self) -> str | None:
+        if self.identity_ready.is_set():
+            return None
+        return "the bot's cross-signing identity is not set up or checked yet"
 
     async def _check_jobs(self) -> str | None:
         failed = await self.jobs.failed_count()

@@ -30,6 +30,22 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument(
             "-c", "--config", type=Path, default=Path("config.yaml"), help="YAML configuration"
         )
+    identity = sub.add_parser(
+        "bot-identity",
+        help="set up (or restore) the bot's cross-signing, secret storage and key backup",
+        description="Without options: set up the bot's cross-signed identity if it has none and "
+        "print its recovery key once; otherwise show its state. With --recovery-key: after the "
+        "bot's data directory was lost, read the recovery key (prompted, or from standard "
+        "input) and cross-sign the bot's new device. Stop the service first.",
+    )
+    identity.add_argument(
+        "-c", "--config", type=Path, default=Path("config.yaml"), help="YAML configuration"
+    )
+    identity.add_argument(
+        "--recovery-key",
+        action="store_true",
+        help="restore: read the recovery key from the terminal (or standard input)",
+    )
     demo = sub.add_parser(
         "demo",
         help="start a local Synapse and sealroom and walk through the flow",
@@ -82,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(config.logging.level, config.logging.format, secrets=config_secrets(config))
     if args.command == "migrate":
         return asyncio.run(_migrate(config))
+    if args.command == "bot-identity":
+        recovery_key = _read_recovery_key() if args.recovery_key else None
+        return asyncio.run(_bot_identity(config, recovery_key))
     return asyncio.run(_run(config))
 
 
@@ -96,6 +115,42 @@ async def _migrate(config: Config) -> int:
         print(f"database at revision {await store.migrate.current_revision(database)}")
     finally:
         await database.close()
+    return EXIT_OK
+
+
+def _read_recovery_key() -> str:
+    """Never from the command line (shell history, `ps`): a prompt without echo, or stdin."""
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass("The bot's recovery key: ")
+    return sys.stdin.readline()
+
+
+async def _bot_identity(config: Config, recovery_key: str | None) -> int:
+    from bridge.app import App, show_recovery_key
+    from bridge.errors import SealroomError
+    from bridge.matrix.bot_identity import describe
+
+    app = App(config)
+    config.bot.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        await app.bot.start()
+        await app.bot.wait_until_synced(120)
+        if recovery_key is not None:
+            await app.identity.restore(recovery_key)
+            print("The bot's device is cross-signed again.")
+        else:
+            created = await app.identity.ensure()
+            if created is not None:
+                show_recovery_key(created, config.bot.user_id)
+        print(describe(await app.identity.status()))
+    except SealroomError as err:
+        print(f"bot-identity: {err.message}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await app.bot.stop()
+        await app.database.close()
     return EXIT_OK
 
 

@@ -59,8 +59,7 @@ class JobRunner:
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(concurrency)
-        self._gate: asyncio.Event = asyncio.Event()
-        self._gate.set()
+        self._gates: tuple[asyncio.Event, ...] = ()
 
     def register(self, name: str, action: Action) -> None:
         self._actions[name] = action
@@ -69,9 +68,9 @@ class JobRunner:
         """Look for due jobs now instead of at the next poll."""
         self._wake.set()
 
-    def pause_until(self, gate: asyncio.Event) -> None:
-        """Hold jobs back until `gate` is set (for example until the bot has synced)."""
-        self._gate = gate
+    def pause_until(self, *gates: asyncio.Event) -> None:
+        """Hold jobs back while any gate is clear (the bot has not synced, or has no identity)."""
+        self._gates = gates
 
     async def start(self) -> None:
         async with self.database.transaction() as db:
@@ -95,7 +94,8 @@ class JobRunner:
     async def _loop(self) -> None:
         while True:
             try:
-                await self._gate.wait()
+                for gate in self._gates:
+                    await gate.wait()
                 await self._dispatch_due()
                 delay = await self._delay_until_next()
             except asyncio.CancelledError:

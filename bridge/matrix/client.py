@@ -51,6 +51,7 @@ from nio.crypto import OlmDevice
 from bridge.errors import HomeserverUnavailable, MatrixRequestFailed, SealroomError
 from bridge.logs import register_secret
 from bridge.matrix import device_keys
+from bridge.matrix.key_backup import BackupTarget, backup_body
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -115,6 +116,8 @@ class BotClient:
         self._key_requests: list[RoomKeyRequest] = []
         self._stopping = False
         self._share_failed = False
+        # Set by BotIdentity once the account has a key backup; None: nothing is backed up.
+        self.backup: BackupTarget | None = None
 
     # -- files in the data directory -----------------------------------------------------------
 
@@ -470,16 +473,25 @@ class BotClient:
         raise_for_error(response, what)
         return response
 
-    async def request_json(
-        self, what: str, method: str, path: list[str], body: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """A client-API call nio has no typed method for (capabilities, full member list)."""
+    async def request(
+        self,
+        what: str,
+        method: str,
+        path: list[str],
+        body: dict[str, Any] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """A client-API call nio has no typed method for; (status, JSON body).
+
+        Raises:
+            HomeserverUnavailable: unreachable, or a 5xx answer.
+        """
         client = self._require_client()
         headers = {"Authorization": f"Bearer {client.access_token}"}
         try:
             response = await client.send(
                 method,
-                Api._build_path(path),
+                Api._build_path(path, query),
                 json.dumps(body) if body is not None else None,
                 headers,
             )
@@ -488,8 +500,20 @@ class BotClient:
             raise HomeserverUnavailable(f"{what}: {type(err).__name__}") from err
         if response.status >= 500 or not isinstance(data, dict):
             raise HomeserverUnavailable(f"{what}: the homeserver answered {response.status}")
-        if response.status >= 400:
-            errcode = str(data.get("errcode", response.status))
+        return response.status, data
+
+    async def request_json(
+        self,
+        what: str,
+        method: str,
+        path: list[str],
+        body: dict[str, Any] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Like `request`, raising MatrixRequestFailed for any 4xx answer."""
+        status, data = await self.request(what, method, path, body, query)
+        if status >= 400:
+            errcode = str(data.get("errcode", status))
             raise MatrixRequestFailed(f"{what}: {errcode} {data.get('error', '')}", errcode)
         return data
 
@@ -547,4 +571,41 @@ class BotClient:
         except (ClientConnectionError, TimeoutError, OSError) as err:
             raise HomeserverUnavailable(f"sending a notice: {type(err).__name__}") from err
         raise_for_error(response, "sending a notice")
+        await self._backup_outbound_session(room_id)
         return str(response.event_id)
+
+    async def _backup_outbound_session(self, room_id: str) -> None:
+        """Put the room key of what we just sent into the key backup (once per session).
+
+        Best effort: a failure is logged, the notice itself was delivered.
+        """
+        client = self._require_client()
+        olm = client.olm
+        if self.backup is None or olm is None:
+            return
+        outbound = olm.outbound_group_sessions.get(room_id)
+        if outbound is None:
+            return
+        state = self._read_json("backup.json") or {}
+        done = set(state.get(self.backup.version, []))
+        if outbound.id in done:
+            return
+        inbound = olm.inbound_group_store.get(
+            room_id, olm.account.identity_keys["curve25519"], outbound.id
+        )
+        if inbound is None:
+            return
+        try:
+            await self.request_json(
+                "backing up a room key",
+                "PUT",
+                ["room_keys", "keys", room_id, outbound.id],
+                backup_body(olm, inbound, self.backup.public_key),
+                query={"version": self.backup.version},
+            )
+        except SealroomError as err:
+            log.warning("bot.backup_failed", room_id=room_id, error=err.errcode)
+            return
+        done.add(outbound.id)
+        self._write_private("backup.json", json.dumps({self.backup.version: sorted(done)}))
+        log.info("bot.room_key_backed_up", room_id=room_id, version=self.backup.version)

@@ -100,11 +100,16 @@ class Sealroom:
             await asyncio.sleep(0.1)
         raise AssertionError(f"no room for session {session_id} after {timeout} s")
 
+    async def wait_ready(self, timeout: float = 60) -> None:
+        """Synced, and the bot's cross-signed identity set up or checked."""
+        await self.app.bot.wait_until_synced(timeout)
+        await asyncio.wait_for(self.app.identity_ready.wait(), timeout)
+
     async def restart(self) -> None:
         await self.app.stop()
         self.app = App(self.config)
         await self.app.start()
-        await self.app.bot.wait_until_synced(60)
+        await self.wait_ready()
 
     def secret_haystack(self) -> list[tuple[Path, bytes]]:
         """Every file the service wrote: its log, database and data directory."""
@@ -167,8 +172,7 @@ async def sealroom(
         await app.start()
         service = Sealroom(config, app, f"http://127.0.0.1:{port}", secret, folder, stream)
         started.append(service)
-        if homeserver_url is None:
-            await app.bot.wait_until_synced(60)
+        await service.wait_ready()
         return service
 
     yield make

@@ -69,19 +69,39 @@ class ServiceProcess:
 
     async def start(self) -> None:
         self.runs += 1
+        # Logs go to stderr; stdout is for the admin (the recovery key, once).
         log = open(self.log_path(self.runs), "wb")  # noqa: SIM115 (the child owns it)
+        out = open(self.stdout_path(self.runs), "wb")  # noqa: SIM115
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bridge",
-            "run",
-            "-c",
-            str(self.folder / "config.yaml"),
-            stdout=log,
-            stderr=asyncio.subprocess.STDOUT,
+            *self._command("run"),
+            stdout=out,
+            stderr=log,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         log.close()
+        out.close()
+
+    def _command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "bridge", *args, "-c", str(self.folder / "config.yaml")]
+
+    def stdout_path(self, run: int) -> Path:
+        return self.folder / f"run-{run}.out"
+
+    def stdout_text(self, run: int) -> str:
+        path = self.stdout_path(run)
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    async def cli(self, *args: str, stdin: bytes = b"") -> tuple[int, str, str]:
+        """Run another sub-command on the same config: (exit code, stdout, stderr)."""
+        process = await asyncio.create_subprocess_exec(
+            *self._command(*args),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(stdin), 120)
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
 
     async def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
