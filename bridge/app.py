@@ -20,7 +20,7 @@ from bridge.errors import SealroomError
 from bridge.helpdesk.signatures import StandardWebhooksVerifier
 from bridge.jobs import JobRunner
 from bridge.matrix.bot_identity import BotIdentity
-from bridge.matrix.client import BotClient, BotSettings
+from bridge.matrix.client import BotClient, BotSettings, TrustHooks
 from bridge.matrix.events import RoomEvents
 from bridge.matrix.rooms import MatrixRoomService
 from bridge.sessions import SessionService, Settings, utcnow
@@ -104,6 +104,9 @@ class App:
         }.items():
             self.jobs.register(name, action)
         RoomEvents(self.sessions).attach(self.bot)
+        self.bot.trust = TrustHooks(
+            config.trust.mode, self.sessions.pinned_identities, self.sessions.trust_report
+        )
         self.web_app = make_app(
             self.sessions,
             {

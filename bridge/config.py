@@ -201,6 +201,10 @@ class JobsConfig(_Section):
     poll_seconds: float = Field(default=5.0, gt=0, le=300)
 
 
+class TrustConfig(_Section):
+    mode: Literal["strict", "tofu"] = "strict"
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "console"] = "auto"
@@ -217,6 +221,7 @@ class Config(_Section):
     invites: InvitesConfig = InvitesConfig()
     web_client: WebClientConfig = WebClientConfig()
     jobs: JobsConfig = JobsConfig()
+    trust: TrustConfig = TrustConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @field_validator("integrations")

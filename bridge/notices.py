@@ -44,3 +44,28 @@ def agent_help() -> str:
     return (
         "Commands: !close (close and wipe this room now), !extend [hours] (keep it open longer)."
     )
+
+
+def device_excluded(user_id: str, device_id: str, reason: str) -> str:
+    if reason == "no_cross_signing":
+        why = "its owner has not set up cross-signing (verification)"
+    else:
+        why = "its owner has not verified (cross-signed) it"
+    return (
+        f"Warning: the device {device_id} of {user_id} gets no keys for this room because {why}. "
+        f"{user_id}: verify this session in your Matrix client (for example with your recovery "
+        "key) to read and send messages here."
+    )
+
+
+def identity_changed(user_id: str) -> str:
+    return (
+        f"Warning: the cryptographic identity of {user_id} changed since they were first seen. "
+        "Their devices get no keys for this room. If they did not reset their encryption "
+        "themselves, someone else may be using their account. The agent can accept the new "
+        f"identity with: !trust {user_id}"
+    )
+
+
+def identity_accepted(user_id: str) -> str:
+    return f"The new identity of {user_id} was accepted by the agent."

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import store.audit
 import store.deliveries
+import store.identities
 import store.invites
 import store.jobs
 import store.sessions
@@ -366,7 +367,7 @@ class SessionService:
         Never logs or stores `body`: only the command word is kept.
         """
         words = body.strip().split()
-        if not words or words[0] not in ("!close", "!extend", "!help"):
+        if not words or words[0] not in ("!close", "!extend", "!help", "!trust"):
             return
         now = self.clock()
         async with self.database.transaction() as db:
@@ -402,16 +403,104 @@ class SessionService:
                     actor=sender,
                     expires_at=session.expires_at.isoformat(),
                 )
+            elif command == "!trust" and len(words) > 1:
+                user_id = words[1]
+                if await store.identities.accept_change(db, user_id, now):
+                    await self._notice(db, session, now, notices.identity_accepted(user_id))
+                    store.audit.record(
+                        db,
+                        now,
+                        "identity.accepted",
+                        session_id=session.id,
+                        actor=sender,
+                        user_id=user_id,
+                    )
             else:
                 await self._notice(db, session, now, notices.agent_help())
         self._wake_jobs()
 
     async def _notice(
-        self, db: AsyncSession, session: SecureSession, now: datetime, text: str
-    ) -> None:
-        await store.jobs.add(
-            db, "notice", now, session_id=session.id, params={"kind": "text", "text": text}
+        self,
+        db: AsyncSession,
+        session: SecureSession,
+        now: datetime,
+        text: str,
+        dedupe_key: str | None = None,
+    ) -> bool:
+        return await store.jobs.add(
+            db,
+            "notice",
+            now,
+            session_id=session.id,
+            params={"kind": "text", "text": text},
+            dedupe_key=dedupe_key,
         )
+
+    # -- the trust policy's findings (from the Matrix adapter, as plain data) ------------------
+
+    async def pinned_identities(self, user_ids: list[str]) -> dict[str, str]:
+        async with self.database.transaction() as db:
+            return await store.identities.pins(db, user_ids)
+
+    async def trust_report(
+        self,
+        room_id: str,
+        new_pins: dict[str, str],
+        excluded: list[tuple[str, str, str]],
+        identity_changes: dict[str, tuple[str, str]],
+    ) -> None:
+        """Pin first-seen identities; warn the room and audit each exclusion once."""
+        now = self.clock()
+        async with self.database.transaction() as db:
+            for user_id, master in new_pins.items():
+                if await store.identities.pin(db, user_id, master, now):
+                    store.audit.record(
+                        db, now, "identity.pinned", user_id=user_id, master_key=master
+                    )
+            session = await store.sessions.get_by_room(db, room_id)
+            if session is None or session.state != "open":
+                return
+            for user_id, (_, new_master) in identity_changes.items():
+                await store.identities.note_change(db, user_id, new_master, now)
+                if await self._notice(
+                    db,
+                    session,
+                    now,
+                    notices.identity_changed(user_id),
+                    dedupe_key=f"identity:{room_id}:{user_id}:{new_master}",
+                ):
+                    store.audit.record(
+                        db,
+                        now,
+                        "identity.changed",
+                        session_id=session.id,
+                        user_id=user_id,
+                        master_key=new_master,
+                    )
+                    log.warning("identity.changed", session_id=session.id, room_id=room_id)
+            for user_id, device_id, reason in excluded:
+                if user_id in identity_changes:
+                    continue
+                if await self._notice(
+                    db,
+                    session,
+                    now,
+                    notices.device_excluded(user_id, device_id, reason),
+                    dedupe_key=f"excluded:{room_id}:{user_id}:{device_id}:{reason}",
+                ):
+                    store.audit.record(
+                        db,
+                        now,
+                        "device.excluded",
+                        session_id=session.id,
+                        user_id=user_id,
+                        device_id=device_id,
+                        reason=reason,
+                    )
+                    log.warning(
+                        "device.excluded", session_id=session.id, room_id=room_id, reason=reason
+                    )
+        self._wake_jobs()
 
     # -- closing -------------------------------------------------------------------------------
 

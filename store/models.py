@@ -138,3 +138,16 @@ class AuditEvent(Base):
     actor: Mapped[str] = mapped_column(String(255))
     action: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class PinnedIdentity(Base):
+    """A member's cross-signing master key, pinned when first seen (strict trust policy)."""
+
+    __tablename__ = "pinned_identities"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    master_key: Mapped[str] = mapped_column(String(64))
+    # A different master key the homeserver showed since; an agent's `!trust` adopts it.
+    pending_master_key: Mapped[str | None] = mapped_column(String(64))
+    pinned_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

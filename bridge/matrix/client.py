@@ -50,8 +50,8 @@ from nio.crypto import OlmDevice
 
 from bridge.errors import HomeserverUnavailable, MatrixRequestFailed, SealroomError
 from bridge.logs import register_secret
-from bridge.matrix import device_keys
-from bridge.matrix.key_backup import BackupTarget, backup_body
+from bridge.matrix import device_keys, trust
+from bridge.matrix.key_backup import MEGOLM, BackupTarget, backup_body
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -75,6 +75,18 @@ class BotSettings:
     data_dir: Path
     pickle_key: str | None
     request_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class TrustHooks:
+    """What the trust policy needs from the domain: the pins, and where to report findings."""
+
+    mode: trust.Mode
+    pins: Callable[[list[str]], Awaitable[dict[str, str]]]
+    report: Callable[
+        [str, dict[str, str], list[tuple[str, str, str]], dict[str, tuple[str, str]]],
+        Awaitable[None],
+    ]
 
 
 class BotAlreadyRunning(SealroomError):
@@ -118,6 +130,13 @@ class BotClient:
         self._share_failed = False
         # Set by BotIdentity once the account has a key backup; None: nothing is backed up.
         self.backup: BackupTarget | None = None
+        # None behaves like the tofu mode.
+        self.trust: TrustHooks | None = None
+        self._withheld_sent: set[tuple[str, str, str]] = set()
+        self._room_locks: dict[str, asyncio.Lock] = {}
+        # (user, device) pairs the trust policy excludes; nio consults it through
+        # is_device_blacklisted (its own trust store cannot un-blacklist reliably).
+        self._excluded: set[tuple[str, str]] = set()
 
     # -- files in the data directory -----------------------------------------------------------
 
@@ -234,6 +253,15 @@ class BotClient:
         self._guard_share_errors(client)
         return client
 
+    def _route_trust_to_policy(self, olm: Any) -> None:
+        """nio skips 'blacklisted' devices when it shares a room key: let our policy decide."""
+        original = olm.is_device_blacklisted
+
+        def is_device_blacklisted(device: OlmDevice) -> bool:
+            return (device.user_id, device.id) in self._excluded or bool(original(device))
+
+        olm.is_device_blacklisted = is_device_blacklisted
+
     def _guard_share_errors(self, client: AsyncClient) -> None:
         """Two nio 0.26 bugs around a failed /sendToDevice while sharing a room key.
 
@@ -298,6 +326,8 @@ class BotClient:
         token = self._read_sync_token()
         if token:
             self.client.next_batch = token
+        if self.client.olm is not None:
+            self._route_trust_to_policy(self.client.olm)
 
     def _save_login(self, client: AsyncClient) -> None:
         register_secret(client.access_token)
@@ -441,6 +471,9 @@ class BotClient:
                 ),
                 None,
             )
+            if device is not None and not await self._device_allowed(event.sender, device.id):
+                log.info("bot.key_request_refused", reason="untrusted", room_id=event.room_id)
+                continue
             if group_session is None or device is None:
                 log.info(
                     "bot.key_request_refused",
@@ -551,9 +584,91 @@ class BotClient:
                 if isinstance(response, KeysQueryError):
                     raise_for_error(response, "querying device keys")
 
+    async def _apply_trust(self, room_id: str) -> trust.TrustDecision:
+        """Decide which member devices may get the room key (see bridge.matrix.trust)."""
+        client = self._require_client()
+        room = client.rooms[room_id]
+        members = sorted(room.users)
+        decision = trust.TrustDecision()
+        if self.trust is not None and self.trust.mode == "strict":
+            answer = await self.request_json(
+                "checking the members' identities",
+                "POST",
+                ["keys", "query"],
+                {"device_keys": {user: [] for user in members}},
+            )
+            pins = await self.trust.pins(members)
+            decision = trust.decide(
+                "strict", answer, members, pins, bot_user_id=self.settings.user_id
+            )
+        excluded = decision.excluded_devices()
+        before = {item for item in self._excluded if item[0] in room.users}
+        if excluded != before:
+            # A device that just lost trust must not keep reading with the current key, and one
+            # that gained it needs a key: start a new group session either way.
+            client.invalidate_outbound_session(room_id)
+            self._excluded = (self._excluded - before) | excluded
+        return decision
+
+    async def _device_allowed(self, user_id: str, device_id: str) -> bool:
+        """The trust policy for one device (a key request), checked against the homeserver now."""
+        if self.trust is None or self.trust.mode != "strict":
+            return True
+        answer = await self.request_json(
+            "checking a device's identity",
+            "POST",
+            ["keys", "query"],
+            {"device_keys": {user_id: []}},
+        )
+        pins = await self.trust.pins([user_id])
+        decision = trust.decide(
+            "strict", answer, [user_id], pins, bot_user_id=self.settings.user_id
+        )
+        return (user_id, device_id) not in decision.excluded_devices()
+
+    async def _send_withheld(self, room_id: str, decision: trust.TrustDecision) -> None:
+        """Tell excluded devices why they get no key (spec: m.room_key.withheld, m.unverified)."""
+        client = self._require_client()
+        olm = client.olm
+        outbound = olm.outbound_group_sessions.get(room_id) if olm else None
+        if olm is None or outbound is None:
+            return
+        messages: dict[str, dict[str, Any]] = {}
+        for item in decision.excluded:
+            key = (outbound.id, item.user_id, item.device_id)
+            if key in self._withheld_sent:
+                continue
+            self._withheld_sent.add(key)
+            messages.setdefault(item.user_id, {})[item.device_id] = {
+                "algorithm": MEGOLM,
+                "room_id": room_id,
+                "session_id": outbound.id,
+                "sender_key": olm.account.identity_keys["curve25519"],
+                "code": trust.WITHHELD_UNVERIFIED,
+                "reason": "This sender shares keys only with devices verified by their owner.",
+            }
+        if messages:
+            await self.request_json(
+                "sending withheld notices",
+                "PUT",
+                ["sendToDevice", "m.room_key.withheld", secrets.token_hex(12)],
+                {"messages": messages},
+            )
+
     async def send_encrypted(self, room_id: str, content: dict[str, Any]) -> str:
+        """Encrypt and send into a room; one send per room at a time.
+
+        The lock keeps a slow send from applying a stale trust decision after a newer one, and
+        keeps nio from sharing two group sessions for one room at once.
+        """
+        lock = self._room_locks.setdefault(room_id, asyncio.Lock())
+        async with lock:
+            return await self._send_encrypted(room_id, content)
+
+    async def _send_encrypted(self, room_id: str, content: dict[str, Any]) -> str:
         await self.wait_for_room(room_id)
         await self.refresh_devices(room_id)
+        decision = await self._apply_trust(room_id)
         client = self._require_client()
         try:
             if client.olm is not None and client.olm.should_share_group_session(room_id):
@@ -572,6 +687,16 @@ class BotClient:
             raise HomeserverUnavailable(f"sending a notice: {type(err).__name__}") from err
         raise_for_error(response, "sending a notice")
         await self._backup_outbound_session(room_id)
+        await self._send_withheld(room_id, decision)
+        if self.trust is not None and (
+            decision.excluded or decision.new_pins or decision.identity_changes
+        ):
+            await self.trust.report(
+                room_id,
+                decision.new_pins,
+                [(item.user_id, item.device_id, item.reason) for item in decision.excluded],
+                decision.identity_changes,
+            )
         return str(response.event_id)
 
     async def _backup_outbound_session(self, room_id: str) -> None:

@@ -197,6 +197,7 @@ async def test_members_new_device_gets_the_room_key_on_request(
     sealroom: SealroomFactory, matrix_user: MatrixUserFactory, synapse, tmp_path
 ) -> None:
     """A customer who logs in a second device later can still read the bot's notice."""
+    from tests.support.cross_signing import sign_device_of
     from tests.support.matrix_users import MatrixUser
 
     customer = await matrix_user("customer")
@@ -227,6 +228,9 @@ async def test_members_new_device_gets_the_room_key_on_request(
     olm._should_accept_forward = accept_from_session_creator
     try:
         await second.start()
+        # The customer verifies the new session (strict trust: unverified devices get nothing).
+        await second.wait_until(lambda: second.client.olm.account.shared, what="keys uploaded")
+        await sign_device_of(second, customer.cross_signing, second.device_id)
         pending = await second.wait_until(
             lambda: dict(second._undecryptable.get(room_id, {})) or None,
             what="the earlier notice, still undecryptable",

@@ -8,6 +8,7 @@ docs/images/landing-<state>.png so the documentation shows the page as it really
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -55,6 +56,9 @@ async def _open(page: Any, url: str) -> tuple[str, Any]:
 
 
 async def _screenshot(page: Any, state: str) -> None:
+    """Refresh docs/images only when asked: SEALROOM_SCREENSHOTS=1 ./scripts/test tests/e2e."""
+    if not os.environ.get("SEALROOM_SCREENSHOTS"):
+        return
     IMAGES.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(IMAGES / f"landing-{state}.png"))
 

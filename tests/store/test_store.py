@@ -131,12 +131,12 @@ async def add_invite(
 # -- migrations and engine set-up ----------------------------------------------------------------
 
 
-async def test_migrations_reach_0001_and_are_idempotent(db: Database) -> None:
-    assert await store.migrate.current_revision(db) == "0001"
+async def test_migrations_reach_head_and_are_idempotent(db: Database) -> None:
+    assert await store.migrate.current_revision(db) == "0002"
 
     await store.migrate.upgrade_to_head(db)  # a restart runs them again
 
-    assert await store.migrate.current_revision(db) == "0001"
+    assert await store.migrate.current_revision(db) == "0002"
     async with db.engine.connect() as conn:
         tables = set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
     assert tables >= TABLES | {"alembic_version"}

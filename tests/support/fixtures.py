@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 
 from bridge.localsynapse import LocalSynapse
+from tests.support.cross_signing import cross_sign
 from tests.support.matrix_users import MatrixUser
 from tests.support.proxy import FaultProxy
 
@@ -41,7 +42,8 @@ async def matrix_user(
     """``await matrix_user("alice")`` gives a started user with a unique localpart.
 
     Keyword arguments: ``homeserver_url`` (e.g. a FaultProxy's url), ``password``,
-    ``start=False`` to get a logged-in user that is not syncing yet.
+    ``start=False`` to get a logged-in user that is not syncing yet, ``cross_signed=False`` for a
+    device its owner has not verified (what the bot's strict trust policy refuses).
     """
     users: list[MatrixUser] = []
 
@@ -51,6 +53,7 @@ async def matrix_user(
         homeserver_url: str | None = None,
         password: str | None = None,
         start: bool = True,
+        cross_signed: bool = True,
     ) -> MatrixUser:
         localpart = f"{name}-{next(_counter)}-{secrets.token_hex(3)}".lower()
         user = await MatrixUser.create(
@@ -63,6 +66,14 @@ async def matrix_user(
         users.append(user)
         if start:
             await user.start()
+            if cross_signed:
+                # Like Element at first login: the device is verified by its owner, which the
+                # bot's strict trust policy requires before it shares any key with it.
+                await user.wait_until(
+                    lambda: user.client.olm is not None and user.client.olm.account.shared,
+                    what="device keys uploaded",
+                )
+                user.cross_signing = await cross_sign(user)
         return user
 
     yield make

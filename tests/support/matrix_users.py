@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nio
 from nio import (
@@ -68,6 +68,7 @@ class MatrixUser:
         self._task: asyncio.Task[None] | None = None
         self.sync_errors: list[BaseException] = []
         self.late_decrypted: list[str] = []  # event ids decrypted only on a later retry
+        self.cross_signing: Any = None  # set by the fixture once the device is cross-signed
         client.add_event_callback(self._on_message, (RoomMessageText, RoomMessageNotice))
         client.add_event_callback(self._on_megolm, MegolmEvent)
         client.add_response_callback(self._on_sync, SyncResponse)
