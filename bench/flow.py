@@ -49,7 +49,7 @@ if str(ROOT) not in sys.path:  # `python bench/flow.py` from a checkout
 from bridge import logs  # noqa: E402
 from bridge.app import App  # noqa: E402
 from bridge.config import parse  # noqa: E402
-from bridge.helpdesk.signatures import sign  # noqa: E402
+from bridge.helpdesk.signatures import signed_headers  # noqa: E402
 from bridge.localsynapse import LocalSynapse, free_port  # noqa: E402
 from tests.support.matrix_users import MatrixUser  # noqa: E402
 
@@ -211,14 +211,7 @@ class Bench:
                 "customer": {"name": "Bench Customer"},
             }
         ).encode()
-        webhook_id = f"msg_{secrets.token_hex(8)}"
-        timestamp = int(time.time())
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": webhook_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(self.secret, webhook_id, timestamp, body),
-        }
+        headers = signed_headers(self.secret, body)
         async with http.post(f"{self.url}/hooks/bench", data=body, headers=headers) as response:
             data: dict[str, Any] = await response.json()
             if response.status != 201:

@@ -20,7 +20,7 @@ from aiohttp import ClientSession
 
 from bridge import logs
 from bridge.config import load
-from bridge.helpdesk.signatures import sign
+from bridge.helpdesk.signatures import signed_headers
 
 CONFIG_TEMPLATE = """\
 # Written by `sealroom demo`. See config.example.yaml for every option.
@@ -127,14 +127,7 @@ async def _send_sample_webhook(port: int, secret: str) -> dict[str, object]:
             "customer": {"name": "Demo Customer"},
         }
     ).encode()
-    webhook_id = f"msg_{secrets.token_hex(8)}"
-    timestamp = int(time.time())
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, webhook_id, timestamp, body),
-    }
+    headers = signed_headers(secret, body)
     async with (
         ClientSession() as http,
         http.post(f"http://127.0.0.1:{port}/hooks/demo", data=body, headers=headers) as response,

@@ -149,14 +149,7 @@ class SessionService:
                 db.add(session)
                 await db.flush()
                 await store.jobs.add(db, "create_room", now, session_id=session.id)
-                await store.jobs.add(
-                    db,
-                    "expire",
-                    now,
-                    session_id=session.id,
-                    run_after=session.expires_at,
-                    dedupe_key=f"expire:{session.id}:{session.expires_at.isoformat()}",
-                )
+                await _schedule_expiry(db, session, now)
                 store.audit.record(
                     db,
                     now,
@@ -386,14 +379,7 @@ class SessionService:
                 hours = _parse_hours(words[1:])
                 session.expires_at = max(session.expires_at, now) + timedelta(hours=hours)
                 session.updated_at = now
-                await store.jobs.add(
-                    db,
-                    "expire",
-                    now,
-                    session_id=session.id,
-                    run_after=session.expires_at,
-                    dedupe_key=f"expire:{session.id}:{session.expires_at.isoformat()}",
-                )
+                await _schedule_expiry(db, session, now)
                 await self._notice(db, session, now, notices.extended(session.expires_at))
                 store.audit.record(
                     db,
@@ -657,6 +643,19 @@ class SessionService:
 
 class RoomNotReady(RetryLater):
     """A step needs the room, which a job has not created yet: retry later."""
+
+
+async def _schedule_expiry(db: AsyncSession, session: SecureSession, now: datetime) -> None:
+    """One expiry job per deadline: an extension adds a later one, the earlier one finds the
+    session not yet due and does nothing."""
+    await store.jobs.add(
+        db,
+        "expire",
+        now,
+        session_id=session.id,
+        run_after=session.expires_at,
+        dedupe_key=f"expire:{session.id}:{session.expires_at.isoformat()}",
+    )
 
 
 def _parse_hours(args: list[str]) -> float:

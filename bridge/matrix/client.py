@@ -588,19 +588,7 @@ class BotClient:
         """Decide which member devices may get the room key (see bridge.matrix.trust)."""
         client = self._require_client()
         room = client.rooms[room_id]
-        members = sorted(room.users)
-        decision = trust.TrustDecision()
-        if self.trust is not None and self.trust.mode == "strict":
-            answer = await self.request_json(
-                "checking the members' identities",
-                "POST",
-                ["keys", "query"],
-                {"device_keys": {user: [] for user in members}},
-            )
-            pins = await self.trust.pins(members)
-            decision = trust.decide(
-                "strict", answer, members, pins, bot_user_id=self.settings.user_id
-            )
+        decision = await self._trust_decision(sorted(room.users))
         excluded = decision.excluded_devices()
         before = {item for item in self._excluded if item[0] in room.users}
         if excluded != before:
@@ -612,19 +600,21 @@ class BotClient:
 
     async def _device_allowed(self, user_id: str, device_id: str) -> bool:
         """The trust policy for one device (a key request), checked against the homeserver now."""
+        decision = await self._trust_decision([user_id])
+        return (user_id, device_id) not in decision.excluded_devices()
+
+    async def _trust_decision(self, members: list[str]) -> trust.TrustDecision:
+        """The policy's verdict on the members' devices, from the homeserver's current keys."""
         if self.trust is None or self.trust.mode != "strict":
-            return True
+            return trust.TrustDecision()
         answer = await self.request_json(
-            "checking a device's identity",
+            "checking the members' identities",
             "POST",
             ["keys", "query"],
-            {"device_keys": {user_id: []}},
+            {"device_keys": {user: [] for user in members}},
         )
-        pins = await self.trust.pins([user_id])
-        decision = trust.decide(
-            "strict", answer, [user_id], pins, bot_user_id=self.settings.user_id
-        )
-        return (user_id, device_id) not in decision.excluded_devices()
+        pins = await self.trust.pins(members)
+        return trust.decide("strict", answer, members, pins, bot_user_id=self.settings.user_id)
 
     async def _send_withheld(self, room_id: str, decision: trust.TrustDecision) -> None:
         """Tell excluded devices why they get no key (spec: m.room_key.withheld, m.unverified)."""

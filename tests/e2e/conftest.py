@@ -23,7 +23,7 @@ import store.sessions
 from bridge import logs
 from bridge.app import App
 from bridge.config import Config, parse
-from bridge.helpdesk.signatures import sign
+from bridge.helpdesk.signatures import signed_headers
 from bridge.localsynapse import LocalSynapse, free_port
 
 _counter = itertools.count(1)
@@ -54,14 +54,7 @@ class Sealroom:
         integration: str = "test",
     ) -> tuple[int, dict[str, Any]]:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        webhook_id = webhook_id or f"msg_{secrets.token_hex(8)}"
-        timestamp = int(time.time()) if timestamp is None else timestamp
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": webhook_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(self.secret, webhook_id, timestamp, body),
-        }
+        headers = signed_headers(self.secret, body, webhook_id, timestamp)
         async with (
             aiohttp.ClientSession() as http,
             http.post(f"{self.url}/hooks/{integration}", data=body, headers=headers) as response,

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import secrets
-import signal
-import sys
-import time
 
 import aiohttp
 import pytest
 
 from bridge.app import App
-from bridge.localsynapse import free_port
 from bridge.matrix.client import BotAlreadyRunning
 from tests.e2e.conftest import SealroomFactory
 from tests.support.fixtures import MatrixUserFactory
+from tests.support.service_process import ServiceProcess
 
 
 async def _admin_get(synapse, path: str) -> dict:
@@ -87,62 +81,17 @@ async def test_readyz_reports_a_homeserver_outage(sealroom: SealroomFactory, fau
 
 
 async def test_sigterm_stops_gracefully_and_keeps_the_device(synapse, tmp_path) -> None:
-    password = secrets.token_urlsafe(16)
-    bot_id = await synapse.register_user(f"sealroom-sigterm-{secrets.token_hex(3)}", password)
-    port = free_port()
-    (tmp_path / "bot_password").write_text(password)
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "homeserver": {"url": synapse.url, "server_name": "localhost"},
-                "bot": {"user_id": bot_id, "password_file": "bot_password", "data_dir": "data"},
-                "http": {"port": port, "public_base_url": f"http://127.0.0.1:{port}"},
-                "logging": {"format": "json"},
-            }
-        )
-    )
+    service = await ServiceProcess.create(synapse, tmp_path)
+    password = (tmp_path / "bot_password").read_text()
     devices = []
-    for _ in range(2):
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bridge",
-            "run",
-            "-c",
-            str(config),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+    for run in (1, 2):
+        await service.start()
         try:
-            await _wait_ready(f"http://127.0.0.1:{port}/readyz", 60)
-            process.send_signal(signal.SIGTERM)
-            output, _ = await asyncio.wait_for(process.communicate(), 30)
+            await service.wait_ready()
         finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-        assert process.returncode == 0, output.decode()[-2000:]
-        events = [
-            json.loads(line) for line in output.decode().splitlines() if line.startswith("{")
-        ]
-        names = [event["event"] for event in events]
+            assert await service.stop() == 0, service.log_text(run)[-2000:]
+        names = [event.get("event") for event in service.events(run)]
         assert "sealroom.stopped" in names
-        assert password not in output.decode()
+        assert password not in service.log_text(run)
         devices.append(json.loads((tmp_path / "data" / "bot.json").read_text())["device_id"])
     assert devices[0] == devices[1]
-
-
-async def _wait_ready(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            try:
-                async with http.get(url) as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"{url} not ready after {timeout} s")

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from bridge.helpdesk.signatures import sign
+from bridge.helpdesk.signatures import signed_headers
 from bridge.localsynapse import LocalSynapse, free_port
 
 
@@ -151,14 +151,7 @@ class ServiceProcess:
 
     async def webhook(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         body = json.dumps(payload).encode()
-        webhook_id = f"msg_{secrets.token_hex(8)}"
-        timestamp = int(time.time())
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": webhook_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(self.secret, webhook_id, timestamp, body),
-        }
+        headers = signed_headers(self.secret, body)
         async with (
             aiohttp.ClientSession() as http,
             http.post(f"{self.url}/hooks/test", data=body, headers=headers) as resp,
