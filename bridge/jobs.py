@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ import structlog
 
 import store.audit
 import store.jobs
+from bridge import metrics
 from bridge.errors import SealroomError
 from store import Database, Job
 
@@ -135,6 +137,7 @@ class JobRunner:
         bound = log.bind(job_id=job.id, action=job.action, session_id=job.session_id)
         action = self._actions.get(job.action)
         attempt = job.attempts + 1
+        started = time.monotonic()
         try:
             if action is None:
                 raise PermanentJobError(f"no action named {job.action!r} is registered")
@@ -143,6 +146,9 @@ class JobRunner:
         except asyncio.CancelledError:
             raise
         except Exception as err:
+            metrics.JOBS.labels(
+                job.action, "failed" if attempt >= self.max_attempts else "retry"
+            ).inc()
             error = _describe(err)
             now = self.clock()
             if isinstance(err, PermanentJobError) or attempt >= self.max_attempts:
@@ -176,6 +182,8 @@ class JobRunner:
             return
         async with self.database.transaction() as db:
             await store.jobs.finish(db, job.id, self.clock())
+        metrics.JOBS.labels(job.action, "done").inc()
+        metrics.JOB_DURATION.labels(job.action).observe(time.monotonic() - started)
         bound.debug("job.done", attempts=attempt)
         self.wake()
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import time
+
+import pytest
+import pytest_asyncio
 
 from tests.e2e.conftest import SealroomFactory
 from tests.support.fixtures import MatrixUserFactory
@@ -244,3 +248,54 @@ async def test_members_new_device_gets_the_room_key_on_request(
         assert second.undecryptable(room_id) == []
     finally:
         await second.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def postgres_url():
+    """A throwaway database on the local PostgreSQL, dropped afterwards."""
+    import asyncpg
+
+    admin_dsn = os.environ.get(
+        "SEALROOM_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
+    )
+    name = f"sealroom_e2e_{secrets.token_hex(4)}"
+    try:
+        conn = await asyncpg.connect(admin_dsn, timeout=5)
+    except (OSError, asyncpg.PostgresError) as err:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at 127.0.0.1:5432: {err}")
+        pytest.skip(f"PostgreSQL is not reachable: {err}")
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+
+async def test_flow_and_restart_on_postgresql(
+    sealroom: SealroomFactory, matrix_user: MatrixUserFactory, postgres_url: str
+) -> None:
+    """The same service code on PostgreSQL: open, replay, redeem, notice, restart."""
+    customer = await matrix_user("customer")
+    service = await sealroom(database_url=postgres_url)
+    bot_id = service.config.bot.user_id
+    payload = {
+        "event": "open",
+        "ticket": {"id": "T-PG", "subject": "pg"},
+        "agent": "a@example.com",
+    }
+    status, opened = await service.webhook(payload, webhook_id="msg_pg_1")
+    assert status == 201
+    replay_status, replay = await service.webhook(payload, webhook_id="msg_pg_1")
+    assert replay_status == 201
+    assert replay["replayed"] is True
+    await _redeem(service.url, service.tokens[0], customer.user_id)
+    room_id = await customer.wait_for_invite()
+    await customer.join(room_id)
+    await customer.wait_for_message(room_id, _from_bot(bot_id, "only to share credentials"))
+    await service.restart()
+    row = await service.session_row(opened["session_id"])
+    assert row.room_id == room_id
+    assert row.state == "open"
+    assert customer.undecryptable(room_id) == []

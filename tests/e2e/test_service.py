@@ -50,6 +50,9 @@ async def test_room_is_created_locked_down(
     # Only the bot administers the room: as room-version-12 creator (not listed), or with 100.
     others = {user: level for user, level in power["users"].items() if user != bot_id}
     assert max(others.values()) <= 50
+    async with aiohttp.ClientSession() as http, http.get(f"{service.url}/metrics") as resp:
+        exposed = await resp.text()
+    assert 'sealroom_jobs_total{action="create_room",outcome="done"} 1.0' in exposed
     if create["content"].get("room_version", "1") == "12":
         assert bot_id not in power["users"]
     else:

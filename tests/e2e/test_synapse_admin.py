@@ -1,0 +1,78 @@
+"""The Synapse admin API adapter against a real Synapse: registration tokens for new customers."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import pytest
+
+from bridge.errors import HomeserverUnavailable
+from bridge.matrix.admin import AdminNotConfigured, SynapseAdmin
+
+
+async def _register_with_token(synapse, token: str, localpart: str, password: str) -> int:
+    """The two user-interactive steps of POST /register: the token, then m.login.dummy."""
+    url = f"{synapse.url}/_matrix/client/v3/register"
+    body = {"username": localpart, "password": password, "inhibit_login": True}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, json=body) as resp:
+            session = (await resp.json())["session"]
+        for auth in (
+            {"type": "m.login.registration_token", "token": token, "session": session},
+            {"type": "m.login.dummy", "session": session},
+        ):
+            async with http.post(url, json={**body, "auth": auth}) as resp:
+                status = resp.status
+                if status == 200:
+                    return status
+    return status
+
+
+async def test_a_minted_token_registers_exactly_one_account(synapse) -> None:
+    admin = SynapseAdmin(synapse.url, await synapse.admin_token())
+    minted = await admin.create_registration_token(datetime.now(UTC) + timedelta(minutes=15))
+    assert minted.uses_allowed == 1
+    assert minted.completed == 0
+
+    localpart = f"newcustomer-{secrets.token_hex(3)}"
+    assert (
+        await _register_with_token(synapse, minted.token, localpart, "Pw-" + secrets.token_hex(8))
+        == 200
+    )
+    used = await admin.get_registration_token(minted.token)
+    assert used is not None
+    assert used.completed == 1
+    created = await admin.user_created_at(f"@{localpart}:localhost")
+    assert created is not None
+    assert abs((datetime.now(UTC) - created).total_seconds()) < 120
+
+    # The same token cannot make a second account.
+    second = f"newcustomer-{secrets.token_hex(3)}"
+    assert (
+        await _register_with_token(synapse, minted.token, second, "Pw-" + secrets.token_hex(8))
+        != 200
+    )
+    assert await admin.user_created_at(f"@{second}:localhost") is None
+
+
+async def test_a_revoked_token_is_gone(synapse) -> None:
+    admin = SynapseAdmin(synapse.url, await synapse.admin_token())
+    minted = await admin.create_registration_token(datetime.now(UTC) + timedelta(minutes=15))
+    await admin.delete_registration_token(minted.token)
+    await admin.delete_registration_token(minted.token)  # again: already gone is fine
+    assert await admin.get_registration_token(minted.token) is None
+    localpart = f"late-{secrets.token_hex(3)}"
+    assert (
+        await _register_with_token(synapse, minted.token, localpart, "Pw-" + secrets.token_hex(8))
+        != 200
+    )
+
+
+async def test_without_an_admin_token_or_homeserver_the_errors_say_so(synapse) -> None:
+    with pytest.raises(AdminNotConfigured, match="homeserver.admin_token"):
+        await SynapseAdmin(synapse.url, None).create_registration_token(datetime.now(UTC))
+    down = SynapseAdmin("http://127.0.0.1:9", "token", timeout=2)
+    with pytest.raises(HomeserverUnavailable):
+        await down.get_registration_token("abc")
