@@ -19,6 +19,7 @@ from bridge.config import Config
 from bridge.errors import SealroomError
 from bridge.helpdesk.signatures import StandardWebhooksVerifier
 from bridge.jobs import JobRunner
+from bridge.matrix.admin import AdminRegistrationTokens, SynapseAdmin
 from bridge.matrix.bot_identity import BotIdentity
 from bridge.matrix.client import BotClient, BotSettings, TrustHooks
 from bridge.matrix.events import RoomEvents
@@ -90,9 +91,16 @@ class App:
                 topic_template=config.rooms.topic_template,
                 room_version=config.rooms.room_version,
                 agents=dict(config.agents),
+                registration_enabled=config.registration.enabled,
+                registration_token_lifetime=timedelta(
+                    minutes=config.registration.token_lifetime_minutes
+                ),
             ),
             self.rooms,
             on_job_added=self.jobs.wake,
+            registration_tokens=AdminRegistrationTokens(
+                SynapseAdmin(config.homeserver.url, config.homeserver.admin_token_value())
+            ),
         )
         for name, action in {
             "create_room": self.sessions.run_create_room,
@@ -120,6 +128,9 @@ class App:
                 homeserver_url=config.homeserver.url,
                 server_name=config.homeserver.server_name,
                 web_client_template=config.web_client.url_template,
+                registration_enabled=config.registration.enabled,
+                homeserver_browser_url=config.homeserver.browser_url,
+                password_min_length=config.registration.password_min_length,
             ),
             Readiness(
                 {

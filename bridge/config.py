@@ -61,11 +61,22 @@ def _secret(
 class HomeserverConfig(_Section):
     url: str
     server_name: str
+    # The URL customers' browsers use to reach the homeserver (account creation); default: url.
+    public_url: str | None = None
     admin_token: SecretStr | None = None
     admin_token_file: Path | None = None
     request_timeout_seconds: float = Field(default=30, gt=0, le=300)
 
     _url = field_validator("url")(_check_http_url)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value)
+
+    @property
+    def browser_url(self) -> str:
+        return self.public_url or self.url
 
     def admin_token_value(self) -> str | None:
         secret = _secret(self.admin_token, self.admin_token_file, "admin_token", required=False)
@@ -176,6 +187,12 @@ class RoomsConfig(_Section):
     _name = field_validator("name_template", "topic_template")(_check_template)
 
 
+class RegistrationConfig(_Section):
+    enabled: bool = False
+    token_lifetime_minutes: int = Field(default=30, ge=5, le=24 * 60)
+    password_min_length: int = Field(default=12, ge=8, le=128)
+
+
 class InvitesConfig(_Section):
     lifetime_hours: float = Field(default=24, gt=0, le=24 * 30)
 
@@ -219,6 +236,7 @@ class Config(_Section):
     agents: dict[str, str] = Field(default_factory=dict)
     rooms: RoomsConfig = RoomsConfig()
     invites: InvitesConfig = InvitesConfig()
+    registration: RegistrationConfig = RegistrationConfig()
     web_client: WebClientConfig = WebClientConfig()
     jobs: JobsConfig = JobsConfig()
     trust: TrustConfig = TrustConfig()
@@ -326,6 +344,16 @@ def parse(raw: Any, base_dir: Path | None = None) -> Config:
                 message = "unknown option (check the spelling against config.example.yaml)"
             problems.append(f"{loc}: {message}")
         raise ConfigError(problems) from None
+    if config.registration.enabled and not any(p.startswith("homeserver.admin") for p in problems):
+        try:
+            has_admin = config.homeserver.admin_token_value() is not None
+        except ValueError:
+            has_admin = True  # reported by _secret_problems
+        if not has_admin:
+            problems.append(
+                "registration.enabled: creating accounts needs homeserver.admin_token "
+                "(a Synapse admin's access token, to mint registration tokens)"
+            )
     # A secret whose ${VAR} is missing is already reported once; say nothing more about it.
     reported = {problem.split(":", 1)[0] for problem in problems}
     problems += [p for p in _secret_problems(config) if p.split(":", 1)[0] not in reported]

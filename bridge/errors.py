@@ -92,3 +92,26 @@ class MatrixRequestFailed(SealroomError):
     def __init__(self, message: str, matrix_errcode: str | None = None) -> None:
         self.matrix_errcode = matrix_errcode
         super().__init__(message)
+
+
+class RegistrationDisabled(SealroomError):
+    errcode = "SEALROOM_REGISTRATION_DISABLED"
+    default_message = (
+        "Creating an account is not offered here. Use an existing Matrix account, or ask your "
+        "support agent."
+    )
+
+
+class RegistrationNotVerified(SealroomError):
+    """The account the page reports was not made with this invite's registration token."""
+
+    errcode = "SEALROOM_REGISTRATION_NOT_VERIFIED"
+    default_message = (
+        "This account was not created with this invite. Create the account from this page, or "
+        "use the 'I have a Matrix account' option."
+    )
+
+
+class TooManyAttempts(SealroomError):
+    errcode = "SEALROOM_TOO_MANY_ATTEMPTS"
+    default_message = "Too many attempts with this link. Ask your support agent for a new link."

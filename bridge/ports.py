@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from bridge.ids import RoomID, UserID
@@ -43,3 +44,17 @@ class MatrixRooms(Protocol):
     async def kick(self, room_id: RoomID, user_id: UserID, reason: str) -> None: ...
 
     async def leave(self, room_id: RoomID) -> None: ...
+
+
+class RegistrationTokens(Protocol):
+    """Single-use registration tokens on the homeserver (Synapse's admin API)."""
+
+    async def mint(self, expires_at: datetime) -> str: ...
+
+    async def completed(self, token: str) -> int | None:
+        """How many registrations used the token; None if it does not exist (any more)."""
+        ...
+
+    async def revoke(self, token: str) -> None: ...
+
+    async def user_created_at(self, user_id: str) -> datetime | None: ...

@@ -23,10 +23,19 @@ import store.invites
 import store.jobs
 import store.sessions
 from bridge import invites, notices
-from bridge.errors import InviteGone, MatrixRequestFailed, SessionClosed, TicketUnknown
+from bridge.errors import (
+    InviteGone,
+    MatrixRequestFailed,
+    RegistrationDisabled,
+    RegistrationNotVerified,
+    SealroomError,
+    SessionClosed,
+    TicketUnknown,
+    TooManyAttempts,
+)
 from bridge.ids import RoomID, UserID, parse_user_id
 from bridge.jobs import RetryLater
-from bridge.ports import MatrixRooms, RoomSpec
+from bridge.ports import MatrixRooms, RegistrationTokens, RoomSpec
 from store import Database, Invite, SecureSession, WebhookDelivery
 
 log = structlog.stdlib.get_logger(__name__)
@@ -47,6 +56,8 @@ class Settings:
     topic_template: str
     room_version: str | None
     agents: dict[str, str]
+    registration_enabled: bool = False
+    registration_token_lifetime: timedelta = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,19 @@ class InviteView:
 
 
 @dataclass(frozen=True)
+class RegistrationStart:
+    """A single-use registration token, for the customer's browser only (stored as a hash)."""
+
+    registration_token: str
+    expires_at: datetime
+
+
+MAX_REGISTRATION_ATTEMPTS = 5
+# Clock skew allowed between sealroom and the homeserver when checking an account's creation time.
+CLOCK_SKEW = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
 class Redeemed:
     session_id: str
     user_id: UserID
@@ -107,10 +131,12 @@ class SessionService:
         *,
         clock: Callable[[], datetime] = utcnow,
         on_job_added: Callable[[], None] = lambda: None,
+        registration_tokens: RegistrationTokens | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
         self.rooms = rooms
+        self.registration_tokens = registration_tokens
         self.clock = clock
         self._wake_jobs = on_job_added
 
@@ -300,7 +326,10 @@ class SessionService:
             MatrixIdInvalid: before anything is spent.
             InviteGone: unknown, used, revoked or expired link.
         """
-        user_id = parse_user_id(user_id_text)
+        return await self._consume(token, parse_user_id(user_id_text), "invite.redeemed")
+
+    async def _consume(self, token: str, user_id: UserID, action: str) -> Redeemed:
+        """Spend the invite for `user_id` and schedule the bot's invitation, atomically."""
         now = self.clock()
         async with self.database.transaction() as db:
             invite, session = await self._valid_invite(db, token)
@@ -316,15 +345,77 @@ class SessionService:
                 params={"user_id": user_id},
                 dedupe_key=f"invite:{invite.id}",
             )
-            store.audit.record(db, now, "invite.redeemed", session_id=session.id, actor=user_id)
+            store.audit.record(db, now, action, session_id=session.id, actor=user_id)
             result = Redeemed(
                 session_id=session.id,
                 user_id=user_id,
                 room_alias=session.room_alias,
                 room_id=RoomID(session.room_id) if session.room_id else None,
             )
-        log.info("invite.redeemed", session_id=session.id, ticket_ref=session.ticket_ref)
+        log.info(action, session_id=session.id, ticket_ref=session.ticket_ref)
         self._wake_jobs()
+        return result
+
+    # -- a new account, made in the customer's browser -----------------------------------------
+
+    def _tokens(self) -> RegistrationTokens:
+        if not self.settings.registration_enabled or self.registration_tokens is None:
+            raise RegistrationDisabled()
+        return self.registration_tokens
+
+    async def start_registration(self, token: str) -> RegistrationStart:
+        """Mint a single-use registration token for this invite (the invite is not spent yet).
+
+        Raises:
+            RegistrationDisabled, InviteGone, TooManyAttempts, HomeserverUnavailable.
+        """
+        tokens = self._tokens()
+        now = self.clock()
+        async with self.database.transaction() as db:
+            invite, _ = await self._valid_invite(db, token)
+            if invite.registration_attempts >= MAX_REGISTRATION_ATTEMPTS:
+                raise TooManyAttempts()
+            expires_at = min(now + self.settings.registration_token_lifetime, invite.expires_at)
+        registration_token = await tokens.mint(expires_at)
+        async with self.database.transaction() as db:
+            invite, session = await self._valid_invite(db, token)
+            invite.registration_token_hash = invites.hash_token(registration_token)
+            invite.registration_started_at = now
+            invite.registration_attempts += 1
+            store.audit.record(db, now, "registration.started", session_id=session.id)
+        log.info("registration.started", session_id=session.id)
+        return RegistrationStart(registration_token, expires_at)
+
+    async def finish_registration(
+        self, token: str, user_id_text: str, registration_token: str
+    ) -> Redeemed:
+        """The page made `user_id` with our token: check that with the homeserver, then invite.
+
+        Raises:
+            RegistrationNotVerified: another token, another server, or no such new account.
+        """
+        tokens = self._tokens()
+        user_id = parse_user_id(user_id_text)
+        async with self.database.transaction() as db:
+            invite, _ = await self._valid_invite(db, token)
+            stored = invite.registration_token_hash
+            started_at = invite.registration_started_at
+        if (
+            stored is None
+            or started_at is None
+            or not invites.token_matches(registration_token, stored)
+            or not user_id.endswith(f":{self.settings.server_name}")
+        ):
+            raise RegistrationNotVerified()
+        completed = await tokens.completed(registration_token)
+        created_at = await tokens.user_created_at(user_id)
+        if completed != 1 or created_at is None or created_at < started_at - CLOCK_SKEW:
+            raise RegistrationNotVerified()
+        result = await self._consume(token, user_id, "registration.finished")
+        try:
+            await tokens.revoke(registration_token)  # used up already; tidy the homeserver
+        except SealroomError as err:
+            log.warning("registration.token_not_revoked", errcode=err.errcode)
         return result
 
     # -- events from the room ------------------------------------------------------------------

@@ -90,6 +90,11 @@ class Invite(Base):
     used_at: Mapped[datetime | None]
     used_by: Mapped[str | None] = mapped_column(String(255))
     revoked_at: Mapped[datetime | None]
+    # Account creation from the invite page: the hash of the single-use registration token
+    # minted for it (the token itself is only ever in the customer's browser), when, how often.
+    registration_token_hash: Mapped[str | None] = mapped_column(String(64))
+    registration_started_at: Mapped[datetime | None]
+    registration_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class WebhookDelivery(Base):

@@ -137,3 +137,23 @@ class SynapseAdmin:
         # Synapse reports seconds in older versions and milliseconds in newer ones.
         seconds = created / 1000 if created > 10**11 else created
         return datetime.fromtimestamp(seconds, UTC)
+
+
+class AdminRegistrationTokens:
+    """bridge.ports.RegistrationTokens on top of SynapseAdmin."""
+
+    def __init__(self, admin: SynapseAdmin) -> None:
+        self.admin = admin
+
+    async def mint(self, expires_at: datetime) -> str:
+        return (await self.admin.create_registration_token(expires_at)).token
+
+    async def completed(self, token: str) -> int | None:
+        found = await self.admin.get_registration_token(token)
+        return None if found is None else found.completed
+
+    async def revoke(self, token: str) -> None:
+        await self.admin.delete_registration_token(token)
+
+    async def user_created_at(self, user_id: str) -> datetime | None:
+        return await self.admin.user_created_at(user_id)

@@ -11,10 +11,13 @@ from bridge.errors import (
     MatrixIdInvalid,
     PayloadInvalid,
     PayloadTooLarge,
+    RegistrationDisabled,
+    RegistrationNotVerified,
     SealroomError,
     SessionClosed,
     SignatureInvalid,
     TicketUnknown,
+    TooManyAttempts,
 )
 
 STATUS: dict[type[SealroomError], int] = {
@@ -27,6 +30,9 @@ STATUS: dict[type[SealroomError], int] = {
     InviteGone: 410,
     SessionClosed: 409,
     HomeserverUnavailable: 503,
+    RegistrationDisabled: 403,
+    RegistrationNotVerified: 403,
+    TooManyAttempts: 429,
 }
 
 

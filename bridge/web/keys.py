@@ -17,6 +17,10 @@ class WebSettings:
     homeserver_url: str
     server_name: str
     web_client_template: str | None
+    # Account creation from the invite page (the browser talks to the homeserver directly).
+    registration_enabled: bool = False
+    homeserver_browser_url: str = ""
+    password_min_length: int = 12
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ GET never spends an invite (link scanners open links); `POST /i/lookup` only loo
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import quote
 
@@ -16,6 +17,7 @@ from aiohttp import web
 
 from bridge import metrics
 from bridge.errors import InviteGone, MatrixIdInvalid, PayloadInvalid, SealroomError
+from bridge.sessions import Redeemed
 from bridge.web.keys import SESSIONS, SETTINGS, WebSettings
 
 log = structlog.stdlib.get_logger(__name__)
@@ -25,7 +27,13 @@ routes = web.RouteTableDef()
 @routes.get("/i")
 @aiohttp_jinja2.template("landing.html")
 async def landing_page(request: web.Request) -> dict[str, Any]:
-    return {"server_name": request.app[SETTINGS].server_name}
+    settings = request.app[SETTINGS]
+    return {
+        "server_name": settings.server_name,
+        "registration_enabled": settings.registration_enabled,
+        "homeserver_url": settings.homeserver_browser_url,
+        "password_min_length": settings.password_min_length,
+    }
 
 
 async def _json_body(request: web.Request, *fields: str) -> dict[str, str]:
@@ -65,11 +73,22 @@ def room_links(settings: WebSettings, room_alias: str) -> dict[str, str | None]:
     return {"matrix_to_url": f"https://matrix.to/#/{encoded}", "web_client_url": web_client}
 
 
-@routes.post("/i/redeem")
-async def redeem_invite(request: web.Request) -> web.Response:
-    data = await _json_body(request, "token", "user_id")
+def _redeemed_answer(request: web.Request, redeemed: Redeemed) -> web.Response:
+    settings = request.app[SETTINGS]
+    return web.json_response(
+        {
+            "user_id": redeemed.user_id,
+            "room_alias": redeemed.room_alias,
+            "room_id": redeemed.room_id,
+            "homeserver": settings.homeserver_browser_url or settings.homeserver_url,
+            **room_links(settings, redeemed.room_alias),
+        }
+    )
+
+
+async def _counted(outcome: Awaitable[Redeemed]) -> Redeemed:
     try:
-        redeemed = await request.app[SESSIONS].redeem(data["token"], data["user_id"])
+        redeemed = await outcome
     except (InviteGone, MatrixIdInvalid) as err:
         metrics.REDEEMS.labels(err.errcode.lower()).inc()
         raise
@@ -77,13 +96,38 @@ async def redeem_invite(request: web.Request) -> web.Response:
         metrics.REDEEMS.labels("error").inc()
         raise
     metrics.REDEEMS.labels("redeemed").inc()
+    return redeemed
+
+
+@routes.post("/i/redeem")
+async def redeem_invite(request: web.Request) -> web.Response:
+    data = await _json_body(request, "token", "user_id")
+    redeemed = await _counted(request.app[SESSIONS].redeem(data["token"], data["user_id"]))
+    return _redeemed_answer(request, redeemed)
+
+
+@routes.post("/i/register/start")
+async def start_registration(request: web.Request) -> web.Response:
+    """Mint the single-use registration token; the invite is spent only by /finish."""
+    data = await _json_body(request, "token")
+    started = await request.app[SESSIONS].start_registration(data["token"])
     settings = request.app[SETTINGS]
     return web.json_response(
         {
-            "user_id": redeemed.user_id,
-            "room_alias": redeemed.room_alias,
-            "room_id": redeemed.room_id,
-            "homeserver": settings.homeserver_url,
-            **room_links(settings, redeemed.room_alias),
+            "registration_token": started.registration_token,
+            "expires_at": started.expires_at.isoformat(),
+            "homeserver_url": settings.homeserver_browser_url,
+            "server_name": settings.server_name,
         }
     )
+
+
+@routes.post("/i/register/finish")
+async def finish_registration(request: web.Request) -> web.Response:
+    data = await _json_body(request, "token", "user_id", "registration_token")
+    redeemed = await _counted(
+        request.app[SESSIONS].finish_registration(
+            data["token"], data["user_id"], data["registration_token"]
+        )
+    )
+    return _redeemed_answer(request, redeemed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
@@ -12,6 +13,7 @@ from aiohttp.typedefs import Handler
 
 from bridge.errors import PayloadTooLarge, SealroomError
 from bridge.web.errors import body_for, status_for
+from bridge.web.keys import SETTINGS, WebSettings
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -20,8 +22,18 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+
+
+def csp_for(settings: WebSettings) -> str:
+    """The page may talk to sealroom, and (for account creation) to the homeserver only."""
+    if not settings.registration_enabled:
+        return CSP
+    parts = urlsplit(settings.homeserver_browser_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return CSP.replace("connect-src 'self'", f"connect-src 'self' {origin}")
+
+
 SECURITY_HEADERS = {
-    "Content-Security-Policy": CSP,
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -78,6 +90,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                 status=500,
             )
         response.headers.update(SECURITY_HEADERS)
+        response.headers["Content-Security-Policy"] = csp_for(request.app[SETTINGS])
         response.headers["X-Request-ID"] = request_id
         # The path never holds a token (tokens travel in the URL fragment and in POST bodies),
         # and the query string is left out all the same.

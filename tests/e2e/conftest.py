@@ -126,6 +126,7 @@ async def sealroom(
         agents: dict[str, str] | None = None,
         homeserver_url: str | None = None,
         database_url: str | None = None,
+        admin_token: bool = False,
         **sections: Any,
     ) -> Sealroom:
         folder = tmp_path_factory.mktemp("sealroom")
@@ -157,6 +158,8 @@ async def sealroom(
             "jobs": {"retry_initial_seconds": 0.2, "retry_max_seconds": 2.0, "poll_seconds": 1.0},
             "logging": {"level": "DEBUG", "format": "json"},
         }
+        if admin_token:
+            raw["homeserver"]["admin_token"] = await synapse.admin_token()
         raw.update(sections)
         config = parse(raw)
         stream = open(folder / "sealroom.log", "a", encoding="utf-8")  # noqa: SIM115

@@ -15,6 +15,8 @@
     for (const section of ["loading", "gone", "unavailable", "invite", "done"]) {
       $(section).hidden = section !== id;
     }
+    // Account creation (register.js) lives beside the invite form, and ends with its own steps.
+    if ($("register")) { $("register").hidden = id !== "invite"; }
   }
 
   async function post(path, body) {
@@ -93,14 +95,21 @@
       showError(result.data.error || "Something went wrong. Please try again.");
       return;
     }
-    $("invited-as").textContent = result.data.user_id;
-    $("matrix-to").href = result.data.matrix_to_url;
-    if (result.data.web_client_url) {
-      $("web-client").href = result.data.web_client_url;
+    showDone(result.data);
+  }
+
+  function showDone(data) {
+    $("invited-as").textContent = data.user_id;
+    $("matrix-to").href = data.matrix_to_url;
+    if (data.web_client_url) {
+      $("web-client").href = data.web_client_url;
       $("web-client-item").hidden = false;
     }
     show("done");
   }
+
+  // For register.js (account creation), which shares the token and these steps.
+  window.sealroomLanding = { token, post, show, showDone, gone, unavailable };
 
   $("redeem-form").addEventListener("submit", redeem);
   lookup();

@@ -601,7 +601,13 @@ export async function verifySignature(obj, userId, keyId, publicKeyB64) {
   } catch {
     return false;
   }
-  return subtle.verify("Ed25519", publicKey, signature, signingBytes(obj));
+  let message;
+  try {
+    message = signingBytes(obj);
+  } catch {
+    return false; // not canonical-JSON encodable (floats, say), so not validly signed either
+  }
+  return subtle.verify("Ed25519", publicKey, signature, message);
 }
 
 /** An unsigned cross-signing key object for /keys/device_signing/upload. */

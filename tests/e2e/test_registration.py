@@ -1,0 +1,98 @@
+"""New customers: an account and its encryption made in the browser, checked by matrix-js-sdk."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from tests.e2e.conftest import SealroomFactory
+from tests.support import jsclient
+
+js_client = jsclient.js_client  # the fixture
+
+SECRET_NAMES = {
+    "m.cross_signing.master",
+    "m.cross_signing.self_signing",
+    "m.cross_signing.user_signing",
+    "m.megolm_backup.v1",
+}
+
+
+async def _open_registration(sealroom: SealroomFactory, page, ticket: str = "T-NEW"):
+    service = await sealroom(admin_token=True, registration={"enabled": True})
+    opened = await service.open_ticket(ticket)
+    await page.goto(opened["invite_url"])
+    await page.wait_for_selector("#register:not([hidden])")
+    return service, opened
+
+
+async def test_new_customer_registers_and_gets_a_working_recovery_key(
+    sealroom: SealroomFactory, page, js_client
+) -> None:
+    service, opened = await _open_registration(sealroom, page)
+    bot_id = service.config.bot.user_id
+    seen: list[tuple[str, str, str]] = []  # every request the page sent to sealroom
+    page.on(
+        "request",
+        lambda request: (
+            seen.append((request.url, str(request.headers), request.post_data or ""))
+            if request.url.startswith(service.url)
+            else None
+        ),
+    )
+    localpart = f"casey-{secrets.token_hex(3)}"
+    password = f"Canary-Pass-{secrets.token_hex(8)}!"
+    await page.fill("#username", localpart)
+    await page.locator("#username-status", has_text="is available").wait_for()
+    await page.fill("#password", password)
+    await page.fill("#password-again", password)
+    started = time.monotonic()
+    await page.click("#create-account")
+    await page.wait_for_selector("#recovery:not([hidden])", timeout=60_000)
+    elapsed = time.monotonic() - started
+    print(f"\nregistration + encryption set-up in the browser: {elapsed:.2f} s")
+    recovery_key = (await page.text_content("#recovery-key")).strip()
+    assert len(recovery_key.split()) == 12
+    assert await page.is_disabled("#recovery-continue")
+    await page.check("#saved-key")
+    await page.click("#recovery-continue")
+    await page.wait_for_selector("#done:not([hidden])")
+    user_id = f"@{localpart}:localhost"
+    assert await page.text_content("#login-username") == user_id
+    assert await page.text_content("#recovery-key") == ""  # gone from the page
+
+    # An independent implementation logs in on a new device and unlocks everything with the key.
+    customer = await js_client(user_id=user_id, password=password)
+    opened_storage = await customer.open_secret_storage(recovery_key)
+    assert opened_storage["key_ok"] is True
+    assert {name for name, ok in opened_storage["secrets"].items() if ok} >= SECRET_NAMES
+    assert opened_storage["own_device_cross_signed"] is True
+    backup = await customer.backup_info()
+    assert backup["trusted"] is True
+    assert backup["matches_decryption_key"] is True
+
+    # The new account was invited; it joins and reads the bot's notice.
+    room_id = await customer.wait_invite()
+    await customer.join(room_id)
+    await customer.wait_message(room_id, sender=bot_id, contains="only to share credentials")
+    assert (await customer.messages(room_id))["undecryptable"] == []
+
+    # A wrong key opens nothing on yet another device.
+    other = await js_client(user_id=user_id, password=password)
+    wrong = await other.open_secret_storage(
+        "EsTJ vezE 52JN 5Ncb KKwV yLRS DC7W skdC apKz YDE4 q5Ce SyVu"
+    )
+    assert wrong["key_ok"] is False
+    assert not any(wrong["secrets"].values())
+    assert (await other.backup_info())["matches_decryption_key"] is False
+
+    # The server never saw the password or the recovery key: requests, logs, database, data dir.
+    compact = recovery_key.replace(" ", "")
+    assert seen, "the page sent nothing to sealroom?"
+    for url, headers, body in seen:
+        for needle in (password, recovery_key, compact):
+            assert needle not in url + headers + body
+    await service.app.stop()
+    for path, data in service.secret_haystack():
+        for needle in (password, recovery_key, compact):
+            assert needle.encode() not in data, f"{needle[:6]}… found in {path}"
