@@ -43,6 +43,8 @@ integrations:
     secret_file: secrets/webhook_secret
 agents:
   agent@example.com: "@agent:{server_name}"
+registration:
+  enabled: true
 web_client:
   url_template: null
 logging:
