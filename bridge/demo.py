@@ -99,6 +99,7 @@ async def run_demo(folder: Path, port: int, exit_after_setup: bool) -> int:
         await app.start()
         try:
             await app.bot.wait_until_synced(60)
+            await asyncio.wait_for(app.identity_ready.wait(), 60)
             answer = await _send_sample_webhook(port, webhook_secret)
             print()
             print("sealroom is running. The sample ticket DEMO-1 has a secure session:")
