@@ -207,7 +207,8 @@ class WebClientConfig(_Section):
             return None
         if "{room}" not in value:
             raise ValueError("must contain {room}, the room alias or ID to open")
-        return _check_http_url(value.replace("{room}", "x")) and value
+        _check_http_url(value.replace("{room}", "x"))
+        return value
 
 
 class JobsConfig(_Section):

@@ -69,3 +69,12 @@ def identity_changed(user_id: str) -> str:
 
 def identity_accepted(user_id: str) -> str:
     return f"The new identity of {user_id} was accepted by the agent."
+
+
+def registration_incomplete(user_id: str) -> str:
+    return (
+        f"A customer created the account {user_id} from the invite page, but left before its "
+        "encryption was set up, so it was not invited. Agent: send them a new link (a new open "
+        "webhook for this ticket) and ask them to finish on the page, or to log in with that "
+        "account in Element and set up encryption there."
+    )

@@ -418,6 +418,56 @@ class SessionService:
             log.warning("registration.token_not_revoked", errcode=err.errcode)
         return result
 
+    async def abandon_registration(
+        self, token: str, registration_token: str, user_id_text: str | None
+    ) -> None:
+        """The page is left before the end: revoke the unused token, or tell the agent.
+
+        With `user_id_text` the account was made (and checked to be ours) but its encryption
+        set-up did not finish: the agent is told in the room, since only they can follow up.
+        Without it, the registration token is revoked so it cannot make an account later.
+        """
+        tokens = self._tokens()
+        now = self.clock()
+        async with self.database.transaction() as db:
+            invite, session = await self._valid_invite(db, token)
+            stored = invite.registration_token_hash
+            started_at = invite.registration_started_at
+        if stored is None or not invites.token_matches(registration_token, stored):
+            raise RegistrationNotVerified()
+        if user_id_text is None:
+            await tokens.revoke(registration_token)
+            async with self.database.transaction() as db:
+                invite, _ = await self._valid_invite(db, token)
+                invite.registration_token_hash = None
+                store.audit.record(db, now, "registration.abandoned", session_id=session.id)
+            log.info("registration.abandoned", session_id=session.id)
+            return
+        user_id = parse_user_id(user_id_text)
+        created_at = await tokens.user_created_at(user_id)
+        if (
+            await tokens.completed(registration_token) != 1
+            or created_at is None
+            or started_at is None
+            or created_at < started_at - CLOCK_SKEW
+        ):
+            raise RegistrationNotVerified()
+        async with self.database.transaction() as db:
+            fresh = await store.sessions.get(db, session.id)
+            if fresh is not None:
+                await self._notice(
+                    db,
+                    fresh,
+                    now,
+                    notices.registration_incomplete(user_id),
+                    dedupe_key=f"registration-incomplete:{invite.id}",
+                )
+            store.audit.record(
+                db, now, "registration.incomplete", session_id=session.id, actor=user_id
+            )
+        log.warning("registration.incomplete", session_id=session.id)
+        self._wake_jobs()
+
     # -- events from the room ------------------------------------------------------------------
 
     async def member_joined(self, room_id: str, user_id: str, event_id: str) -> None:

@@ -131,3 +131,15 @@ async def finish_registration(request: web.Request) -> web.Response:
         )
     )
     return _redeemed_answer(request, redeemed)
+
+
+@routes.post("/i/register/abandon")
+async def abandon_registration(request: web.Request) -> web.Response:
+    """Sent by the page (navigator.sendBeacon) when it is left halfway."""
+    data = await _json_body(request, "token", "registration_token")
+    raw_user = (await request.json()).get("user_id")
+    user_id = raw_user if isinstance(raw_user, str) and raw_user else None
+    await request.app[SESSIONS].abandon_registration(
+        data["token"], data["registration_token"], user_id
+    )
+    return web.json_response({"status": "noted"})

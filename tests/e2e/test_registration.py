@@ -96,3 +96,62 @@ async def test_new_customer_registers_and_gets_a_working_recovery_key(
     for path, data in service.secret_haystack():
         for needle in (password, recovery_key, compact):
             assert needle.encode() not in data, f"{needle[:6]}… found in {path}"
+
+
+async def _post(url: str, body: dict) -> tuple[int, dict]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.post(url, json=body) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_leaving_halfway_revokes_the_token_or_tells_the_agent(
+    sealroom: SealroomFactory, matrix_user, synapse
+) -> None:
+    from bridge.matrix.admin import SynapseAdmin
+    from tests.e2e.test_synapse_admin import _register_with_token
+
+    agent = await matrix_user("agent")
+    service = await sealroom(
+        admin_token=True,
+        registration={"enabled": True},
+        agents={"agent@example.com": agent.user_id},
+    )
+    admin = SynapseAdmin(synapse.url, await synapse.admin_token())
+    opened = await service.open_ticket("T-LEFT")
+    room_id = await agent.wait_for_invite()
+    await agent.join(room_id)
+    token = service.tokens[-1]
+
+    # Left before registering: the minted token is revoked on the homeserver.
+    status, started = await _post(f"{service.url}/i/register/start", {"token": token})
+    assert status == 200
+    first = started["registration_token"]
+    status, _ = await _post(
+        f"{service.url}/i/register/abandon", {"token": token, "registration_token": "x" * 43}
+    )
+    assert status == 403
+    status, _ = await _post(
+        f"{service.url}/i/register/abandon", {"token": token, "registration_token": first}
+    )
+    assert status == 200
+    assert await admin.get_registration_token(first) is None
+
+    # Left after the account was made but before encryption: the agent is told in the room.
+    status, started = await _post(f"{service.url}/i/register/start", {"token": token})
+    second = started["registration_token"]
+    localpart = f"halfway-{secrets.token_hex(3)}"
+    assert (
+        await _register_with_token(synapse, second, localpart, "Pw-" + secrets.token_hex(8)) == 200
+    )
+    status, _ = await _post(
+        f"{service.url}/i/register/abandon",
+        {"token": token, "registration_token": second, "user_id": f"@{localpart}:localhost"},
+    )
+    assert status == 200
+    bot_id = service.config.bot.user_id
+    await agent.wait_for_message(
+        room_id, lambda s, b: s == bot_id and f"@{localpart}:localhost" in b and "left" in b
+    )
+    row = await service.session_row(opened["session_id"])
+    assert row.customer_user_id is None  # nothing was spent: the link still works

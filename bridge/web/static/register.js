@@ -285,6 +285,16 @@ async function createAccount(event) {
 }
 
 $("register-form").addEventListener("submit", createAccount);
+
+// Leaving halfway: revoke the unused registration token, or, if the account exists but its
+// encryption is not set up, have the agent told. Nothing secret is in this message.
+window.addEventListener("pagehide", () => {
+  if (!state.registrationToken || state.finished) { return; }
+  const body = { token: landing.token, registration_token: state.registrationToken };
+  if (state.userId) { body.user_id = state.userId; }
+  navigator.sendBeacon("/i/register/abandon",
+    new Blob([JSON.stringify(body)], { type: "application/json" }));
+});
 $("retry-encryption").addEventListener("click", async () => {
   setError("");
   $("retry-encryption").hidden = true;
