@@ -217,14 +217,25 @@ function describe(err) {
     }
     return `The homeserver refused: ${err.message}`;
   }
-  return "The homeserver could not be reached. Check your connection and try again.";
+  if (err instanceof TypeError) {
+    return "The server could not be reached. Check your connection and try again.";
+  }
+  return err.message;
 }
 
 async function finish() {
   progress("Telling your support agent's system about your new account…");
   const result = await landing.post("/i/register/finish", { token: landing.token,
     user_id: state.userId, registration_token: state.registrationToken });
-  if (result.status === 410) { landing.gone(); return; }
+  if (result.status === 410) {
+    // The account and its encryption exist: the key must still be shown to its owner.
+    $("recovery-note").textContent = "Your account is ready, but this invite link expired or " +
+      "was used meanwhile, so you were not invited yet. Save your recovery key, then ask your " +
+      "support agent for a new link and use \"I have a Matrix account\".";
+    $("recovery-note").hidden = false;
+    state.finished = "gone";
+    return;
+  }
   if (result.status !== 200) {
     throw new Error(result.data.error || "Your account was created, but the invitation failed.");
   }
@@ -232,11 +243,16 @@ async function finish() {
 }
 
 async function encryptionAndFinish() {
-  progress("Setting up encryption in your browser…");
-  state.recoveryKey = await setUpEncryption();
-  progress("Signing this browser out…");
-  await hs("POST", "/logout", {}, state.accessToken);
-  state.accessToken = null;
+  // Each step runs once: a retry after a failure picks up where it stopped.
+  if (!state.recoveryKey) {
+    progress("Setting up encryption in your browser…");
+    state.recoveryKey = await setUpEncryption();
+  }
+  if (state.accessToken) {
+    progress("Signing this browser out…");
+    await hs("POST", "/logout", {}, state.accessToken);
+    state.accessToken = null;
+  }
   await finish();
   if (!state.finished) { return; }
   $("recovery-key").textContent = state.recoveryKey;
@@ -272,12 +288,16 @@ async function createAccount(event) {
     await encryptionAndFinish();
   } catch (err) {
     progress("");
-    if (state.accessToken) {
+    if (state.userId) {
       // The account exists; only the encryption set-up or the last step failed.
-      setError(`Your account ${state.userId} exists, but setting up encryption failed: ${describe(err)}`);
+      const step = state.recoveryKey ? "finishing" : "setting up encryption";
+      setError(`Your account ${state.userId} exists, but ${step} failed: ${describe(err)}`);
       $("retry-encryption").hidden = false;
     } else {
-      setError(err instanceof HomeserverError || err instanceof TypeError ? describe(err) : err.message);
+      if (err instanceof HomeserverError && (err.status === 401 || err.status === 403)) {
+        state.registrationToken = null;  // refused: the next try gets a fresh token
+      }
+      setError(describe(err));
     }
   } finally {
     busy(false);
@@ -302,7 +322,7 @@ $("retry-encryption").addEventListener("click", async () => {
     await encryptionAndFinish();
   } catch (err) {
     progress("");
-    setError(`Setting up encryption failed again: ${describe(err)} If it keeps failing, tell your support agent.`);
+    setError(`It failed again: ${describe(err)} If it keeps failing, tell your support agent.`);
     $("retry-encryption").hidden = false;
   }
 });
@@ -336,6 +356,7 @@ $("recovery-continue").addEventListener("click", () => {
   state.recoveryKey = null;
   state.password = null;
   $("recovery").hidden = true;
+  if (state.finished === "gone") { landing.gone(); return; }
   $("new-account-help").hidden = false;
   $("login-homeserver").textContent = homeserver;
   $("login-username").textContent = state.userId;
