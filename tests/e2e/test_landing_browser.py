@@ -22,6 +22,7 @@ from bridge.invites import hash_token
 from bridge.sessions import utcnow
 from store.models import Invite
 from tests.e2e.conftest import Sealroom, SealroomFactory
+from tests.support.browser import new_page, prepare_page
 from tests.support.fixtures import MatrixUserFactory
 
 pytestmark = pytest.mark.timeout(120)
@@ -33,17 +34,11 @@ UI_TIMEOUT_MS = 15_000
 
 
 async def _prepare(page: Any) -> Any:
-    page.set_default_timeout(UI_TIMEOUT_MS)
-    await page.set_viewport_size(VIEWPORT)
-    return page
+    return await prepare_page(page, VIEWPORT, UI_TIMEOUT_MS)
 
 
 async def _new_page(browser: Any) -> Any:
-    """A page in a context of its own: another browser, profile or device of the customer."""
-    context = await browser.new_context(viewport=VIEWPORT)
-    page = await context.new_page()
-    page.set_default_timeout(UI_TIMEOUT_MS)
-    return page
+    return await new_page(browser, VIEWPORT, UI_TIMEOUT_MS)
 
 
 async def _open(page: Any, url: str) -> tuple[str, Any]:

@@ -27,6 +27,7 @@ from bridge.sessions import MAX_REGISTRATION_ATTEMPTS, utcnow
 from store.models import Invite
 from tests.e2e.conftest import Sealroom, SealroomFactory
 from tests.support import jsclient
+from tests.support.browser import new_page, prepare_page
 
 js_client = jsclient.js_client  # the fixture
 
@@ -64,16 +65,11 @@ async def _ticket(service: Sealroom, ticket: str) -> tuple[str, str]:
 
 
 async def _prepare(page: Any) -> Any:
-    page.set_default_timeout(UI_TIMEOUT_MS)
-    await page.set_viewport_size(VIEWPORT)
-    return page
+    return await prepare_page(page, VIEWPORT, UI_TIMEOUT_MS)
 
 
 async def _new_page(browser: Any) -> Any:
-    context = await browser.new_context(viewport=VIEWPORT)
-    page = await context.new_page()
-    page.set_default_timeout(UI_TIMEOUT_MS)
-    return page
+    return await new_page(browser, VIEWPORT, UI_TIMEOUT_MS)
 
 
 async def _open_form(page: Any, url: str) -> None:

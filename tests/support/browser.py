@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -50,3 +51,18 @@ async def page(browser: object) -> AsyncIterator[object]:
         yield page
     finally:
         await context.close()
+
+
+async def prepare_page(page: Any, viewport: dict[str, int], timeout_ms: int = 15_000) -> Any:
+    """Bounded waits and a fixed size, so screenshots and timings are comparable."""
+    page.set_default_timeout(timeout_ms)
+    await page.set_viewport_size(viewport)
+    return page
+
+
+async def new_page(browser: Any, viewport: dict[str, int], timeout_ms: int = 15_000) -> Any:
+    """A page in a context of its own: another browser, profile or device of the customer."""
+    context = await browser.new_context(viewport=viewport)
+    page = await context.new_page()
+    page.set_default_timeout(timeout_ms)
+    return page
