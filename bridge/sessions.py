@@ -386,6 +386,42 @@ class SessionService:
         log.info("registration.started", session_id=session.id)
         return RegistrationStart(registration_token, expires_at)
 
+    async def _registration(
+        self, token: str, registration_token: str
+    ) -> tuple[int, str, datetime]:
+        """(invite id, session id, minted at) when `registration_token` is this invite's.
+
+        Raises:
+            InviteGone, RegistrationNotVerified.
+        """
+        async with self.database.transaction() as db:
+            invite, session = await self._valid_invite(db, token)
+            stored = invite.registration_token_hash
+            started_at = invite.registration_started_at
+        if (
+            stored is None
+            or started_at is None
+            or not invites.token_matches(registration_token, stored)
+        ):
+            raise RegistrationNotVerified()
+        return invite.id, session.id, started_at
+
+    async def _check_account(
+        self, registration_token: str, user_id: UserID, started_at: datetime
+    ) -> None:
+        """The homeserver confirms the token made one account and `user_id` is new since then.
+
+        Raises:
+            RegistrationNotVerified: another server, an unused token, or an older account.
+        """
+        tokens = self._tokens()
+        if not user_id.endswith(f":{self.settings.server_name}"):
+            raise RegistrationNotVerified()
+        completed = await tokens.completed(registration_token)
+        created_at = await tokens.user_created_at(user_id)
+        if completed != 1 or created_at is None or created_at < started_at - CLOCK_SKEW:
+            raise RegistrationNotVerified()
+
     async def finish_registration(
         self, token: str, user_id_text: str, registration_token: str
     ) -> Redeemed:
@@ -396,21 +432,8 @@ class SessionService:
         """
         tokens = self._tokens()
         user_id = parse_user_id(user_id_text)
-        async with self.database.transaction() as db:
-            invite, _ = await self._valid_invite(db, token)
-            stored = invite.registration_token_hash
-            started_at = invite.registration_started_at
-        if (
-            stored is None
-            or started_at is None
-            or not invites.token_matches(registration_token, stored)
-            or not user_id.endswith(f":{self.settings.server_name}")
-        ):
-            raise RegistrationNotVerified()
-        completed = await tokens.completed(registration_token)
-        created_at = await tokens.user_created_at(user_id)
-        if completed != 1 or created_at is None or created_at < started_at - CLOCK_SKEW:
-            raise RegistrationNotVerified()
+        _, _, started_at = await self._registration(token, registration_token)
+        await self._check_account(registration_token, user_id, started_at)
         result = await self._consume(token, user_id, "registration.finished")
         try:
             await tokens.revoke(registration_token)  # used up already; tidy the homeserver
@@ -429,43 +452,31 @@ class SessionService:
         """
         tokens = self._tokens()
         now = self.clock()
-        async with self.database.transaction() as db:
-            invite, session = await self._valid_invite(db, token)
-            stored = invite.registration_token_hash
-            started_at = invite.registration_started_at
-        if stored is None or not invites.token_matches(registration_token, stored):
-            raise RegistrationNotVerified()
+        invite_id, session_id, started_at = await self._registration(token, registration_token)
         if user_id_text is None:
             await tokens.revoke(registration_token)
             async with self.database.transaction() as db:
                 invite, _ = await self._valid_invite(db, token)
                 invite.registration_token_hash = None
-                store.audit.record(db, now, "registration.abandoned", session_id=session.id)
-            log.info("registration.abandoned", session_id=session.id)
+                store.audit.record(db, now, "registration.abandoned", session_id=session_id)
+            log.info("registration.abandoned", session_id=session_id)
             return
         user_id = parse_user_id(user_id_text)
-        created_at = await tokens.user_created_at(user_id)
-        if (
-            await tokens.completed(registration_token) != 1
-            or created_at is None
-            or started_at is None
-            or created_at < started_at - CLOCK_SKEW
-        ):
-            raise RegistrationNotVerified()
+        await self._check_account(registration_token, user_id, started_at)
         async with self.database.transaction() as db:
-            fresh = await store.sessions.get(db, session.id)
-            if fresh is not None:
+            session = await store.sessions.get(db, session_id)
+            if session is not None:
                 await self._notice(
                     db,
-                    fresh,
+                    session,
                     now,
                     notices.registration_incomplete(user_id),
-                    dedupe_key=f"registration-incomplete:{invite.id}",
+                    dedupe_key=f"registration-incomplete:{invite_id}",
                 )
             store.audit.record(
-                db, now, "registration.incomplete", session_id=session.id, actor=user_id
+                db, now, "registration.incomplete", session_id=session_id, actor=user_id
             )
-        log.warning("registration.incomplete", session_id=session.id)
+        log.warning("registration.incomplete", session_id=session_id)
         self._wake_jobs()
 
     # -- events from the room ------------------------------------------------------------------
