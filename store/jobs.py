@@ -99,16 +99,6 @@ async def requeue_running(db: AsyncSession, now: datetime) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def cancel_for_session(
-    db: AsyncSession, session_id: str, actions: tuple[str, ...], now: datetime
-) -> None:
-    await db.execute(
-        update(Job)
-        .where(Job.session_id == session_id, Job.action.in_(actions), Job.state == "pending")
-        .values(state="cancelled", updated_at=now)
-    )
-
-
 async def count_failed(db: AsyncSession) -> int:
     result = await db.execute(select(func.count()).select_from(Job).where(Job.state == "failed"))
     return int(result.scalar_one())

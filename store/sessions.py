@@ -32,11 +32,6 @@ async def get_by_room(db: AsyncSession, room_id: str) -> SecureSession | None:
     return result.scalar_one_or_none()
 
 
-async def list_live(db: AsyncSession) -> list[SecureSession]:
-    result = await db.execute(select(SecureSession).where(SecureSession.state.in_(LIVE_STATES)))
-    return list(result.scalars())
-
-
 async def set_state(
     db: AsyncSession,
     session_id: str,

@@ -137,6 +137,8 @@ class BotClient:
         # (user, device) pairs the trust policy excludes; nio consults it through
         # is_device_blacklisted (its own trust store cannot un-blacklist reliably).
         self._excluded: set[tuple[str, str]] = set()
+        # When the fallback key was last uploaded (data_dir/keys.json, read once).
+        self._fallback_uploaded_at: float | None = None
 
     # -- files in the data directory -----------------------------------------------------------
 
@@ -391,8 +393,10 @@ class BotClient:
         olm = client.olm
         if olm is None:
             return
-        state = self._read_json("keys.json") or {}
-        uploaded_at = state.get("fallback_uploaded_at")
+        if self._fallback_uploaded_at is None:
+            state = self._read_json("keys.json") or {}
+            self._fallback_uploaded_at = state.get("fallback_uploaded_at")
+        uploaded_at = self._fallback_uploaded_at
         if not device_keys.needs_upload(olm, uploaded_at):
             return
 
@@ -402,6 +406,7 @@ class BotClient:
         new_uploaded_at = await device_keys.upload(olm, post, uploaded_at)
         if new_uploaded_at != uploaded_at:
             self._write_private("keys.json", json.dumps({"fallback_uploaded_at": new_uploaded_at}))
+            self._fallback_uploaded_at = new_uploaded_at
 
     def _require_client(self) -> AsyncClient:
         if self.client is None:
@@ -471,15 +476,15 @@ class BotClient:
                 ),
                 None,
             )
-            if device is not None and not await self._device_allowed(event.sender, device.id):
-                log.info("bot.key_request_refused", reason="untrusted", room_id=event.room_id)
-                continue
             if group_session is None or device is None:
                 log.info(
                     "bot.key_request_refused",
                     reason="unknown session" if group_session is None else "unknown device",
                     room_id=event.room_id,
                 )
+                continue
+            if not await self._device_allowed(event.sender, device.id):
+                log.info("bot.key_request_refused", reason="untrusted", room_id=event.room_id)
                 continue
             session = olm.session_store.get(device.curve25519)
             if session is None:
