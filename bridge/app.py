@@ -25,6 +25,7 @@ from bridge.matrix.client import BotClient, BotSettings, TrustHooks
 from bridge.matrix.events import RoomEvents
 from bridge.matrix.rooms import MatrixRoomService
 from bridge.sessions import SessionService, Settings, utcnow
+from bridge.tasks import cancel_and_wait
 from bridge.web.app import make_app
 from bridge.web.keys import Readiness, WebSettings
 from store import Database
@@ -184,8 +185,7 @@ class App:
     async def stop(self) -> None:
         log.info("sealroom.stopping")
         if self._identity_task is not None:
-            self._identity_task.cancel()
-            await asyncio.gather(self._identity_task, return_exceptions=True)
+            await cancel_and_wait(self._identity_task)
             self._identity_task = None
         if self._runner is not None:
             await self._runner.cleanup()

@@ -22,6 +22,7 @@ import store.audit
 import store.jobs
 from bridge import metrics
 from bridge.errors import SealroomError
+from bridge.tasks import cancel_and_wait
 from store import Database, Job
 
 log = structlog.stdlib.get_logger(__name__)
@@ -83,15 +84,12 @@ class JobRunner:
 
     async def stop(self, grace: float = 10.0) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
             self._task = None
         if self._running:
             # Let jobs in flight finish; anything cut short is re-run at the next start.
-            done, pending = await asyncio.wait(self._running, timeout=grace)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            _, pending = await asyncio.wait(self._running, timeout=grace)
+            await cancel_and_wait(*pending)
 
     async def _loop(self) -> None:
         while True:

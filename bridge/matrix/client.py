@@ -52,6 +52,7 @@ from bridge.errors import HomeserverUnavailable, MatrixRequestFailed, SealroomEr
 from bridge.logs import register_secret
 from bridge.matrix import device_keys, trust
 from bridge.matrix.key_backup import MEGOLM, BackupTarget, backup_body
+from bridge.tasks import cancel_and_wait
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -209,8 +210,7 @@ class BotClient:
         """Stop syncing and close the HTTP session. Never log out: that deletes the device."""
         self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
             self._task = None
         if self.client is not None:
             await self.client.close()

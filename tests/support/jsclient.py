@@ -27,6 +27,7 @@ import pytest
 import pytest_asyncio
 
 from bridge.localsynapse import LocalSynapse
+from bridge.tasks import cancel_and_wait
 
 INTEROP_DIR = Path(__file__).resolve().parents[1] / "interop"
 CLIENT_SCRIPT = INTEROP_DIR / "client.mjs"
@@ -129,9 +130,7 @@ class JsClient:
             except TimeoutError:
                 self._process.kill()
                 await self._process.wait()
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
+        await cancel_and_wait(self._reader)
 
     @property
     def running(self) -> bool:

@@ -29,6 +29,7 @@ from nio import (
 from nio.exceptions import EncryptionError
 
 from bridge.localsynapse import LocalSynapse
+from bridge.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +177,7 @@ class MatrixUser:
         """Stop syncing and close the HTTP session; never log out (that deletes the device)."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         await self.client.close()
 
     # -- waiting -----------------------------------------------------------------------------
