@@ -1,7 +1,7 @@
 """The browser's onboarding crypto (bridge/web/static/onboarding-crypto.js) in real Chromium.
 
 The module is served the way sealroom serves it (same-origin static file, sealroom's strict CSP)
-and run against every known-answer vector in /work/shared/vectors/matrix-identity.json, then
+and run against every known-answer vector in tests/vectors/matrix-identity.json, then
 cross-checked with random keys against the Python reference, bridge.matrix.identity: whatever one
 side encrypts, signs or encodes, the other must decrypt, verify or decode. No Synapse needed.
 """
@@ -21,16 +21,14 @@ from aiohttp import web
 
 from bridge.matrix import identity
 from bridge.web.middleware import CSP, SECURITY_HEADERS
+from tests.support import vectors
 
 pytestmark = pytest.mark.timeout(120)
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "bridge" / "web" / "static"
 PAGE = ROOT / "tests" / "support" / "crypto_page.html"
-VECTORS_PATH = Path("/work/shared/vectors/matrix-identity.json")
-if not VECTORS_PATH.exists():  # a checkout that carries the vectors itself
-    VECTORS_PATH = ROOT / "vectors" / "matrix-identity.json"
-VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
+VECTORS: dict[str, Any] = vectors.load("matrix-identity.json")
 MODULE = "/static/onboarding-crypto.js"
 
 RECOVERY = VECTORS["recovery_keys"]

@@ -1,6 +1,6 @@
 """Known-answer and round-trip tests for bridge.matrix.identity.
 
-The vectors in shared/vectors/matrix-identity.json were produced by matrix-js-sdk and
+The vectors in tests/vectors/matrix-identity.json were produced by matrix-js-sdk and
 matrix-sdk-crypto, so matching them shows agreement with the rest of the Matrix ecosystem.
 """
 
@@ -10,7 +10,6 @@ import base64
 import copy
 import json
 import secrets
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +22,9 @@ from bridge.matrix.identity import (
     SecretStorageMacMismatch,
     SignatureInvalid,
 )
+from tests.support import vectors
 
-VECTORS_DIR = Path(__file__).resolve().parents[3] / "shared" / "vectors"
-VECTORS: dict[str, Any] = json.loads((VECTORS_DIR / "matrix-identity.json").read_text("utf-8"))
+VECTORS: dict[str, Any] = vectors.load("matrix-identity.json")
 
 RECOVERY = VECTORS["recovery_keys"]
 SSSS = VECTORS["secret_storage"]

@@ -5,8 +5,6 @@ A bad signature of any shape must end as SignatureInvalid (401), never another e
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,11 +12,9 @@ from multidict import CIMultiDict
 
 from bridge.errors import SignatureInvalid
 from bridge.helpdesk.signatures import StandardWebhooksVerifier, sign
+from tests.support import vectors
 
-VECTORS_DIR = Path(__file__).resolve().parents[3] / "shared" / "vectors"
-VECTOR: dict[str, Any] = json.loads((VECTORS_DIR / "webhooks.json").read_text("utf-8"))[
-    "standard_webhooks"
-]
+VECTOR: dict[str, Any] = vectors.load("webhooks.json")["standard_webhooks"]
 SECRET: str = VECTOR["secret"]
 WEBHOOK_ID: str = VECTOR["webhook_id"]
 TIMESTAMP: int = VECTOR["webhook_timestamp"]
