@@ -16,18 +16,23 @@ from aiohttp import ClientSession, ClientTimeout, web
 import store.migrate
 from bridge import metrics
 from bridge.config import Config
+from bridge.deliveries import DeliveryService
 from bridge.errors import SealroomError
 from bridge.helpdesk.signatures import StandardWebhooksVerifier
+from bridge.invites import InviteService
 from bridge.jobs import JobRunner
 from bridge.matrix.admin import AdminRegistrationTokens, SynapseAdmin
 from bridge.matrix.bot_identity import BotIdentity
 from bridge.matrix.client import BotClient, BotSettings, TrustHooks
 from bridge.matrix.events import RoomEvents
 from bridge.matrix.rooms import MatrixRoomService
+from bridge.registration import RegistrationService
+from bridge.room_events import RoomEventService
+from bridge.room_jobs import RoomJobs
 from bridge.sessions import SessionService, Settings, utcnow
 from bridge.tasks import cancel_and_wait
 from bridge.web.app import make_app
-from bridge.web.keys import Readiness, WebSettings
+from bridge.web.keys import Readiness, Services, WebSettings
 from store import Database
 
 log = structlog.stdlib.get_logger(__name__)
@@ -97,27 +102,29 @@ class App:
                     minutes=config.registration.token_lifetime_minutes
                 ),
             ),
-            self.rooms,
-            on_job_added=self.jobs.wake,
-            registration_tokens=AdminRegistrationTokens(
+            wake_jobs=self.jobs.wake,
+        )
+        self.invites = InviteService(self.database, self.sessions)
+        registration = RegistrationService(
+            self.database,
+            self.sessions,
+            self.invites,
+            AdminRegistrationTokens(
                 SynapseAdmin(config.homeserver.url, config.homeserver.admin_token_value())
             ),
         )
-        for name, action in {
-            "create_room": self.sessions.run_create_room,
-            "invite": self.sessions.run_invite,
-            "notice": self.sessions.run_notice,
-            "close_room": self.sessions.run_close_room,
-            "expire": self.sessions.run_expire,
-            "noop": self.sessions.run_noop,
-        }.items():
-            self.jobs.register(name, action)
-        RoomEvents(self.sessions).attach(self.bot)
+        RoomJobs(self.sessions, self.invites, self.rooms).register(self.jobs)
+        room_events = RoomEvents(RoomEventService(self.sessions, config.bot.user_id))
+        room_events.attach(self.bot)
         self.bot.trust = TrustHooks(
-            config.trust.mode, self.sessions.pinned_identities, self.sessions.trust_report
+            config.trust.mode, room_events.pinned_identities, room_events.trust_report
         )
         self.web_app = make_app(
-            self.sessions,
+            Services(
+                DeliveryService(self.database, self.sessions, self.invites),
+                self.invites,
+                registration,
+            ),
             {
                 name: StandardWebhooksVerifier(
                     integration.secret_value(), integration.tolerance_seconds

@@ -57,6 +57,13 @@ class TicketUnknown(SealroomError):
     default_message = "There is no open secure session for this ticket."
 
 
+class AgentUnknown(PayloadInvalid):
+    """The webhook names an agent with no Matrix account mapped under `agents:`."""
+
+    errcode = "SEALROOM_AGENT_UNKNOWN"
+    default_message = "The agent is not mapped to a Matrix account in sealroom's configuration."
+
+
 class InviteGone(SealroomError):
     """Used, expired, revoked or unknown: deliberately one error, so nobody learns which."""
 
@@ -70,6 +77,17 @@ class InviteGone(SealroomError):
 class MatrixIdInvalid(SealroomError):
     errcode = "SEALROOM_MATRIX_ID_INVALID"
     default_message = "This is not a valid Matrix ID. It looks like @name:example.org."
+
+
+class MatrixUserUnknown(SealroomError):
+    """The Matrix ID is well-formed but no such account exists (checked before the link is
+    spent, so the customer can correct it)."""
+
+    errcode = "SEALROOM_MATRIX_USER_UNKNOWN"
+    default_message = (
+        "There is no account with this Matrix ID. Check it for typos (it looks like "
+        "@name:example.org), or create an account; your link still works."
+    )
 
 
 class SessionClosed(SealroomError):

@@ -50,6 +50,11 @@ def parse_user_id(text: str) -> UserID:
     return UserID(candidate)
 
 
+def server_of(user_id: UserID) -> str:
+    """The server name of a (valid) Matrix user ID."""
+    return user_id.split(":", 1)[1]
+
+
 def is_user_id(text: str) -> bool:
     try:
         parse_user_id(text)

@@ -1,10 +1,27 @@
-"""Invite tokens: 256 random bits, handed out once, stored only as a SHA-256 hash."""
+"""The invite link: its token (256 random bits, handed out once, stored only as a SHA-256
+hash), and issuing, viewing, redeeming and releasing it."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+import store.audit
+import store.invites
+import store.sessions
+from bridge.errors import InviteGone, MatrixUserUnknown
+from bridge.ids import RoomID, UserID, parse_user_id, server_of
+from bridge.jobs import Action, schedule
+from bridge.ports import Accounts
+from bridge.sessions import SessionService, is_live
+from store import Database, Invite, SecureSession, Transaction
+
+log = structlog.stdlib.get_logger(__name__)
 
 TOKEN_BYTES = 32
 
@@ -29,3 +46,139 @@ def looks_like_token(token: str) -> bool:
     if not 32 <= len(token) <= 64:
         return False
     return all(c.isascii() and (c.isalnum() or c in "-_") for c in token)
+
+
+@dataclass(frozen=True)
+class InviteView:
+    """What the landing page may show to whoever holds a valid link."""
+
+    ticket_ref: str
+    subject: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Redeemed:
+    session_id: str
+    user_id: UserID
+    room_alias: str
+    room_id: RoomID | None
+
+
+class InviteService:
+    """The single-use link: issue, look at, redeem (spend) and, after a failed invite, release."""
+
+    def __init__(
+        self,
+        database: Database,
+        sessions: SessionService,
+        accounts: Accounts | None = None,
+    ) -> None:
+        self.database = database
+        self.sessions = sessions
+        self.accounts = accounts
+        self.clock = sessions.clock
+
+    async def issue(
+        self, db: Transaction, session: SecureSession, now: datetime
+    ) -> tuple[Invite, str]:
+        """A new link for the session and its token (to hand out once); older unused links stop
+        working, so a session has one live link."""
+        revoked = await store.invites.revoke_unused(db, session.id, now)
+        if revoked:
+            store.audit.record(db, now, "invite.reissued", session_id=session.id, revoked=revoked)
+        token = mint_token()
+        invite = Invite(
+            session_id=session.id,
+            token_hash=hash_token(token),
+            created_at=now,
+            expires_at=min(now + self.sessions.settings.invite_lifetime, session.expires_at),
+        )
+        db.add(invite)
+        return invite, token
+
+    async def valid(self, db: Transaction, token: str) -> tuple[Invite, SecureSession]:
+        """Raises InviteGone for unknown, used, revoked and expired alike."""
+        if not looks_like_token(token):
+            raise InviteGone()
+        invite = await store.invites.get_by_hash(db, hash_token(token))
+        now = self.clock()
+        if (
+            invite is None
+            or not token_matches(token, invite.token_hash)
+            or invite.used_at is not None
+            or invite.revoked_at is not None
+            or invite.expires_at <= now
+        ):
+            raise InviteGone()
+        session = await store.sessions.get(db, invite.session_id)
+        if session is None or not is_live(session):
+            raise InviteGone()
+        return invite, session
+
+    async def view(self, token: str) -> InviteView:
+        """Look without using: link scanners and reloads must never spend an invite."""
+        async with self.database.transaction() as db:
+            invite, session = await self.valid(db, token)
+        return InviteView(session.ticket_ref, session.subject, invite.expires_at)
+
+    async def redeem(self, token: str, user_id_text: str) -> Redeemed:
+        """Spend the invite for `user_id_text` and have the bot invite that account.
+
+        Raises:
+            MatrixIdInvalid, MatrixUserUnknown, HomeserverUnavailable: before anything is spent.
+            InviteGone: unknown, used, revoked or expired link.
+        """
+        user_id = parse_user_id(user_id_text)
+        async with self.database.transaction() as db:
+            await self.valid(db, token)  # a dead link is told as such before any lookup
+        await self._check_exists(user_id)
+        return await self.consume(token, user_id, "invite.redeemed")
+
+    async def _check_exists(self, user_id: UserID) -> None:
+        """Accounts on our own homeserver are checked before the link is spent (a typo must not
+        use it up); remote ones are invited and a failure is reported to the agent."""
+        if self.accounts is None or server_of(user_id) != self.sessions.settings.server_name:
+            return
+        if not await self.accounts.exists(user_id):
+            raise MatrixUserUnknown()
+
+    async def consume(self, token: str, user_id: UserID, action: str) -> Redeemed:
+        """Spend the invite for `user_id` and schedule the bot's invitation, atomically."""
+        now = self.clock()
+        async with self.database.transaction() as db:
+            invite, session = await self.valid(db, token)
+            if not await store.invites.consume(db, invite.id, user_id, now):
+                raise InviteGone()
+            session.customer_user_id = user_id
+            session.updated_at = now
+            await schedule(
+                db,
+                Action.INVITE,
+                now,
+                session_id=session.id,
+                params={"user_id": user_id, "invite_id": invite.id},
+                dedupe_key=f"invite:{invite.id}",
+            )
+            store.audit.record(db, now, action, session_id=session.id, actor=user_id)
+            result = Redeemed(
+                session_id=session.id,
+                user_id=user_id,
+                room_alias=session.room_alias,
+                room_id=RoomID(session.room_id) if session.room_id else None,
+            )
+        log.info(action, session_id=session.id, ticket_ref=session.ticket_ref)
+        self.sessions.wake_jobs()
+        return result
+
+    async def release(
+        self, db: Transaction, session: SecureSession, invite_id: int, now: datetime
+    ) -> bool:
+        """The invitation failed for good: the spent link works again (unless it expired or
+        was replaced meanwhile). True when it did."""
+        if not await store.invites.release(db, invite_id, now):
+            return False
+        session.customer_user_id = None
+        session.updated_at = now
+        store.audit.record(db, now, "invite.released", session_id=session.id)
+        return True

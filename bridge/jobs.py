@@ -3,7 +3,9 @@
 Jobs live in the database (`store.jobs`). The runner claims due jobs with a guarded UPDATE, runs
 at most `concurrency` at once, retries failures with exponential backoff, and gives up visibly
 (log, audit event, `/readyz` detail) after `max_attempts`. Jobs left running by a crash are run
-again at start-up, so every action must be idempotent.
+again at start-up, so every action must be idempotent. Long actions save a checkpoint as
+they go and resume from it. Idempotency keys live in a ledger (`store.ledger`), not in the jobs,
+so finished jobs are pruned after a while.
 """
 
 from __future__ import annotations
@@ -13,21 +15,81 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import structlog
 
 import store.audit
 import store.jobs
+import store.ledger
 from bridge import metrics
 from bridge.errors import SealroomError
 from bridge.tasks import cancel_and_wait
-from store import Database, Job
+from store import Database, Job, Transaction
 
 log = structlog.stdlib.get_logger(__name__)
 
-Action = Callable[[str | None, dict[str, Any]], Awaitable[None]]
+# Finished jobs are kept this long (for `/metrics`-less debugging), then pruned.
+DONE_RETENTION = timedelta(days=7)
+
+
+class Action(StrEnum):
+    """Every kind of durable job; a misspelt name fails type checking, not at run time."""
+
+    CREATE_ROOM = "create_room"
+    INVITE = "invite"
+    NOTICE = "notice"
+    CLOSE_ROOM = "close_room"
+    EXPIRE = "expire"
+
+
+@dataclass
+class JobContext:
+    """What an action gets: its session, parameters and checkpoint (to resume long work)."""
+
+    job_id: int
+    session_id: str | None
+    params: dict[str, Any]
+    checkpoint: dict[str, Any] = field(default_factory=dict)
+    _save: Callable[[int, dict[str, Any]], Awaitable[None]] | None = None
+
+    async def save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record progress durably; a re-run after a crash starts from here."""
+        self.checkpoint = dict(checkpoint)
+        if self._save is not None:
+            await self._save(self.job_id, self.checkpoint)
+
+
+Handler = Callable[[JobContext], Awaitable[None]]
+GiveUpHandler = Callable[[JobContext, str], Awaitable[None]]
+
+
+async def schedule(
+    db: Transaction,
+    action: Action,
+    now: datetime,
+    *,
+    session_id: str | None = None,
+    params: dict[str, Any] | None = None,
+    run_after: datetime | None = None,
+    dedupe_key: str | None = None,
+) -> bool:
+    """Add a durable job in the caller's transaction; False when `dedupe_key` was seen before.
+
+    Call the runner's `wake()` after the transaction commits.
+    """
+    return await store.jobs.add(
+        db,
+        action.value,
+        now,
+        session_id=session_id,
+        params=params,
+        run_after=run_after,
+        dedupe_key=dedupe_key,
+    )
 
 
 class PermanentJobError(Exception):
@@ -36,6 +98,16 @@ class PermanentJobError(Exception):
 
 class RetryLater(Exception):
     """An expected wait (for example for another job to finish first): retry, quietly."""
+
+
+async def run_now(db: Transaction, session_id: str, action: Action, now: datetime) -> None:
+    """A session's waiting jobs of one kind are due now (what they waited for happened)."""
+    await store.jobs.make_due(db, session_id, action.value, now)
+
+
+async def first_time(db: Transaction, key: str, now: datetime, session_id: str | None) -> bool:
+    """Record in the ledger that `key` (a Matrix event, say) was handled; False if it was."""
+    return await store.ledger.record(db, key, now, session_id=session_id)
 
 
 class JobRunner:
@@ -57,15 +129,21 @@ class JobRunner:
         self.retry_max = retry_max
         self.max_attempts = max_attempts
         self.poll_seconds = poll_seconds
-        self._actions: dict[str, Action] = {}
+        self._actions: dict[str, Handler] = {}
+        self._on_give_up: dict[str, GiveUpHandler] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(concurrency)
         self._gates: tuple[asyncio.Event, ...] = ()
 
-    def register(self, name: str, action: Action) -> None:
-        self._actions[name] = action
+    def register(
+        self, action: Action, handler: Handler, on_give_up: GiveUpHandler | None = None
+    ) -> None:
+        """`on_give_up` runs once when the job fails for good (to tell someone)."""
+        self._actions[action.value] = handler
+        if on_give_up is not None:
+            self._on_give_up[action.value] = on_give_up
 
     def wake(self) -> None:
         """Look for due jobs now instead of at the next poll."""
@@ -76,10 +154,12 @@ class JobRunner:
         self._gates = gates
 
     async def start(self) -> None:
+        now = self.clock()
         async with self.database.transaction() as db:
-            requeued = await store.jobs.requeue_running(db, self.clock())
-        if requeued:
-            log.info("jobs.requeued", count=requeued)
+            requeued = await store.jobs.requeue_running(db, now)
+            pruned = await store.jobs.prune_done(db, now - DONE_RETENTION)
+        if requeued or pruned:
+            log.info("jobs.requeued", count=requeued, pruned=pruned)
         self._task = asyncio.create_task(self._loop(), name="sealroom-jobs")
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -131,16 +211,27 @@ class JobRunner:
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
+    async def _save_checkpoint(self, job_id: int, checkpoint: dict[str, Any]) -> None:
+        async with self.database.transaction() as db:
+            await store.jobs.save_checkpoint(db, job_id, checkpoint, self.clock())
+
     async def _run(self, job: Job) -> None:
         bound = log.bind(job_id=job.id, action=job.action, session_id=job.session_id)
-        action = self._actions.get(job.action)
+        handler = self._actions.get(job.action)
         attempt = job.attempts + 1
         started = time.monotonic()
+        context = JobContext(
+            job.id,
+            job.session_id,
+            dict(job.params),
+            dict(job.checkpoint or {}),
+            self._save_checkpoint,
+        )
         try:
-            if action is None:
+            if handler is None:
                 raise PermanentJobError(f"no action named {job.action!r} is registered")
             async with self._slots:
-                await action(job.session_id, job.params)
+                await handler(context)
         except asyncio.CancelledError:
             raise
         except Exception as err:
@@ -162,6 +253,7 @@ class JobRunner:
                         attempts=attempt,
                     )
                 bound.error("job.failed", error=error, attempts=attempt)
+                await self._gave_up(context, job.action, error)
             else:
                 delay = self.backoff(attempt)
                 async with self.database.transaction() as db:
@@ -184,6 +276,15 @@ class JobRunner:
         metrics.JOB_DURATION.labels(job.action).observe(time.monotonic() - started)
         bound.debug("job.done", attempts=attempt)
         self.wake()
+
+    async def _gave_up(self, context: JobContext, action: str, error: str) -> None:
+        on_give_up = self._on_give_up.get(action)
+        if on_give_up is None:
+            return
+        try:
+            await on_give_up(context, error)
+        except Exception:
+            log.exception("job.give_up_hook_failed", action=action, job_id=context.job_id)
 
     def backoff(self, attempt: int) -> float:
         base = min(self.retry_initial * (2 ** (attempt - 1)), self.retry_max)

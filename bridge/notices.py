@@ -42,8 +42,30 @@ def closing(reason: str) -> str:
 
 def agent_help() -> str:
     return (
-        "Commands: !close (close and wipe this room now), !extend [hours] (keep it open longer)."
+        "Commands: !close (close and wipe this room now); !extend [duration] (keep it open "
+        "longer, for example !extend 2h or !extend 3d; 24h without a duration); !trust @user "
+        "(accept a member's new identity after checking with them); !help (this list)."
     )
+
+
+def command_usage(problem: str) -> str:
+    return f"{problem} Send !help for every command."
+
+
+def command_untrusted_device() -> str:
+    return (
+        "This command came from a device of yours that is not verified (cross-signed), so it "
+        "was not carried out. Verify this session in your Matrix client, then send it again."
+    )
+
+
+def invite_failed(user_id: str, link_usable: bool) -> str:
+    then = (
+        "Their invite link works again: ask them to check the Matrix ID and try once more."
+        if link_usable
+        else "Send them a new link (a new open webhook for this ticket)."
+    )
+    return f"The invitation of {user_id} failed: their homeserver refused it. {then}"
 
 
 def device_excluded(user_id: str, device_id: str, reason: str) -> str:

@@ -57,4 +57,16 @@ class RegistrationTokens(Protocol):
 
     async def revoke(self, token: str) -> None: ...
 
+    async def list_valid(self) -> list[str]:
+        """Every token the homeserver would still accept (to find one known only by hash)."""
+        ...
+
     async def user_created_at(self, user_id: str) -> datetime | None: ...
+
+
+class Accounts(Protocol):
+    """Whether a Matrix account exists (the homeserver's profile lookup)."""
+
+    async def exists(self, user_id: UserID) -> bool:
+        """Raises HomeserverUnavailable when the homeserver cannot tell right now."""
+        ...

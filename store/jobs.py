@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store import ledger
 from store.models import Job
 
 
@@ -21,16 +22,15 @@ async def add(
     run_after: datetime | None = None,
     dedupe_key: str | None = None,
 ) -> bool:
-    """Add a job; with a `dedupe_key` already used, add nothing and return False."""
-    if dedupe_key is not None:
-        existing = await db.execute(select(Job.id).where(Job.dedupe_key == dedupe_key))
-        if existing.first() is not None:
-            return False
+    """Add a job; with a `dedupe_key` already in the ledger, add nothing and return False."""
+    if dedupe_key is not None and not await ledger.record(
+        db, dedupe_key, now, session_id=session_id
+    ):
+        return False
     db.add(
         Job(
             action=action,
             session_id=session_id,
-            dedupe_key=dedupe_key,
             params=params or {},
             state="pending",
             attempts=0,
@@ -111,4 +111,18 @@ async def make_due(db: AsyncSession, session_id: str, action: str, now: datetime
         .where(Job.session_id == session_id, Job.action == action, Job.state == "pending")
         .values(run_after=now, updated_at=now)
     )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def save_checkpoint(
+    db: AsyncSession, job_id: int, checkpoint: dict[str, Any], now: datetime
+) -> None:
+    await db.execute(
+        update(Job).where(Job.id == job_id).values(checkpoint=checkpoint, updated_at=now)
+    )
+
+
+async def prune_done(db: AsyncSession, before: datetime) -> int:
+    """Delete finished jobs last touched before `before` (idempotency lives in the ledger)."""
+    result = await db.execute(delete(Job).where(Job.state == "done", Job.updated_at < before))
     return int(result.rowcount)  # type: ignore[attr-defined]

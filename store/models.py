@@ -104,7 +104,8 @@ class WebhookDelivery(Base):
     integration: Mapped[str] = mapped_column(String(64))
     webhook_id: Mapped[str] = mapped_column(String(255))
     received_at: Mapped[datetime]
-    status: Mapped[int]
+    # What the first answer was (created, reused, closing); the web layer maps it to a status.
+    outcome: Mapped[str] = mapped_column(String(16))
     # The first answer without its secret part (the invite URL is never stored).
     response: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
@@ -121,9 +122,9 @@ class Job(Base):
     session_id: Mapped[str | None] = mapped_column(
         ForeignKey("secure_sessions.id", ondelete="CASCADE")
     )
-    # Makes scheduling idempotent: the same Matrix event or step never becomes two jobs.
-    dedupe_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Progress of a long job (the wipe), so a re-run after a crash resumes instead of restarting.
+    checkpoint: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     run_after: Mapped[datetime]
@@ -132,6 +133,19 @@ class Job(Base):
     updated_at: Mapped[datetime]
 
     __table_args__ = (Index("ix_jobs_due", "state", "run_after"),)
+
+
+class HandledKey(Base):
+    """The idempotency ledger: a key is here once something was done for it (a Matrix event
+    handled, a step scheduled). Kept apart from jobs so that finished jobs can be pruned."""
+
+    __tablename__ = "handled_keys"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    session_id: Mapped[str | None] = mapped_column(
+        ForeignKey("secure_sessions.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime]
 
 
 class AuditEvent(Base):

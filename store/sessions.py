@@ -15,15 +15,18 @@ async def get(db: AsyncSession, session_id: str) -> SecureSession | None:
 
 
 async def get_live_by_ticket(
-    db: AsyncSession, integration: str, ticket_ref: str
+    db: AsyncSession, integration: str, ticket_ref: str, *, for_update: bool = False
 ) -> SecureSession | None:
-    result = await db.execute(
-        select(SecureSession).where(
-            SecureSession.integration == integration,
-            SecureSession.ticket_ref == ticket_ref,
-            SecureSession.state.in_(LIVE_STATES),
-        )
+    """The ticket's live session; `for_update` locks its row until the transaction ends
+    (PostgreSQL; SQLite has one writer at a time anyway)."""
+    query = select(SecureSession).where(
+        SecureSession.integration == integration,
+        SecureSession.ticket_ref == ticket_ref,
+        SecureSession.state.in_(LIVE_STATES),
     )
+    if for_update:
+        query = query.with_for_update()
+    result = await db.execute(query)
     return result.scalar_one_or_none()
 
 

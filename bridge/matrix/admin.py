@@ -106,6 +106,17 @@ class SynapseAdmin:
             )
         return _parse(data)
 
+    async def valid_registration_tokens(self) -> list[RegistrationToken]:
+        status, data = await self._call(
+            "listing registration tokens", "GET", "/v1/registration_tokens?valid=true"
+        )
+        if status >= 400:
+            raise MatrixRequestFailed(
+                f"listing registration tokens: {data.get('errcode', status)}",
+                str(data.get("errcode", status)),
+            )
+        return [_parse(item) for item in data.get("registration_tokens", [])]
+
     async def delete_registration_token(self, token: str) -> None:
         """Revoke a token that was not (or no longer should be) used; gone already is fine."""
         status, data = await self._call(
@@ -154,6 +165,9 @@ class AdminRegistrationTokens:
 
     async def revoke(self, token: str) -> None:
         await self.admin.delete_registration_token(token)
+
+    async def list_valid(self) -> list[str]:
+        return [found.token for found in await self.admin.valid_registration_tokens()]
 
     async def user_created_at(self, user_id: str) -> datetime | None:
         return await self.admin.user_created_at(user_id)

@@ -1,18 +1,18 @@
-"""Room events from the bot's sync, handed to the domain. Message bodies are never logged."""
+"""Room events from the bot's sync, handed to the domain as plain data. Bodies are never logged."""
 
 from __future__ import annotations
 
 import structlog
 
 from bridge.matrix.client import BotClient
-from bridge.sessions import SessionService
+from bridge.room_events import ExcludedDevice, IdentityChange, RoomEventService, TrustFindings
 
 log = structlog.stdlib.get_logger(__name__)
 
 
 class RoomEvents:
-    def __init__(self, sessions: SessionService) -> None:
-        self.sessions = sessions
+    def __init__(self, room_events: RoomEventService) -> None:
+        self.room_events = room_events
 
     def attach(self, bot: BotClient) -> None:
         bot.on_member_joined = self.member_joined
@@ -20,7 +20,7 @@ class RoomEvents:
 
     async def member_joined(self, room_id: str, user_id: str, event_id: str) -> None:
         try:
-            await self.sessions.member_joined(room_id, user_id, event_id)
+            await self.room_events.member_joined(room_id, user_id, event_id)
         except Exception:
             log.exception("event.member_failed", room_id=room_id, event_id=event_id)
 
@@ -28,6 +28,25 @@ class RoomEvents:
         if not body.startswith("!"):
             return
         try:
-            await self.sessions.agent_command(room_id, sender, body, event_id)
+            await self.room_events.agent_command(room_id, sender, body, event_id)
         except Exception:
             log.exception("event.command_failed", room_id=room_id, event_id=event_id)
+
+    async def pinned_identities(self, user_ids: list[str]) -> dict[str, str]:
+        return await self.room_events.pinned_identities(user_ids)
+
+    async def trust_report(
+        self,
+        room_id: str,
+        new_pins: dict[str, str],
+        excluded: list[tuple[str, str, str]],
+        identity_changes: dict[str, tuple[str, str]],
+    ) -> None:
+        await self.room_events.trust_report(
+            TrustFindings(
+                room_id,
+                dict(new_pins),
+                [ExcludedDevice(*device) for device in excluded],
+                [IdentityChange(user, *keys) for user, keys in identity_changes.items()],
+            )
+        )

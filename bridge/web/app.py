@@ -9,23 +9,30 @@ import jinja2
 from aiohttp import web
 
 from bridge.helpdesk.signatures import StandardWebhooksVerifier
-from bridge.sessions import SessionService
 from bridge.web import health, hooks, landing
-from bridge.web.keys import READINESS, SESSIONS, SETTINGS, VERIFIERS, Readiness, WebSettings
+from bridge.web.keys import (
+    READINESS,
+    SERVICES,
+    SETTINGS,
+    VERIFIERS,
+    Readiness,
+    Services,
+    WebSettings,
+)
 from bridge.web.middleware import request_context
 
 HERE = Path(__file__).resolve().parent
 
 
 def make_app(
-    sessions: SessionService,
+    services: Services,
     verifiers: dict[str, StandardWebhooksVerifier],
     settings: WebSettings,
     readiness: Readiness,
     max_body_bytes: int = 65536,
 ) -> web.Application:
     app = web.Application(middlewares=[request_context], client_max_size=max_body_bytes)
-    app[SESSIONS] = sessions
+    app[SERVICES] = services
     app[VERIFIERS] = verifiers
     app[SETTINGS] = settings
     app[READINESS] = readiness

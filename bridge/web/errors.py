@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.errors import (
+    AgentUnknown,
     HomeserverUnavailable,
     IntegrationUnknown,
     InviteGone,
     MatrixIdInvalid,
+    MatrixUserUnknown,
     PayloadInvalid,
     PayloadTooLarge,
     RegistrationDisabled,
@@ -26,6 +28,8 @@ STATUS: dict[type[SealroomError], int] = {
     TicketUnknown: 404,
     PayloadInvalid: 400,
     MatrixIdInvalid: 400,
+    MatrixUserUnknown: 400,
+    AgentUnknown: 422,
     PayloadTooLarge: 413,
     InviteGone: 410,
     SessionClosed: 409,

@@ -6,13 +6,16 @@ import structlog
 from aiohttp import web
 
 from bridge import metrics
+from bridge.deliveries import Delivery, OutcomeKind
 from bridge.errors import IntegrationUnknown, SealroomError
 from bridge.helpdesk import payloads
-from bridge.sessions import Delivery, OpenRequest
-from bridge.web.keys import SESSIONS, SETTINGS, VERIFIERS
+from bridge.sessions import OpenRequest
+from bridge.web.keys import SERVICES, SETTINGS, VERIFIERS
 
 log = structlog.stdlib.get_logger(__name__)
 routes = web.RouteTableDef()
+
+STATUS = {OutcomeKind.CREATED: 201, OutcomeKind.REUSED: 200, OutcomeKind.CLOSING: 202}
 
 
 @routes.post("/hooks/{integration}")
@@ -30,17 +33,18 @@ async def receive_webhook(request: web.Request) -> web.Response:
         payload = payloads.parse(body)
         structlog.contextvars.bind_contextvars(ticket_ref=payload.ticket.id)
         delivery = Delivery(integration, webhook_id)
-        sessions = request.app[SESSIONS]
+        deliveries = request.app[SERVICES].deliveries
         if payload.event == "open":
-            outcome = await sessions.open(
+            outcome = await deliveries.open(
                 delivery,
                 OpenRequest(payload.ticket.id, payload.ticket.subject, payload.agent),
             )
         else:
-            outcome = await sessions.close_ticket(delivery, payload.ticket.id)
+            outcome = await deliveries.close_ticket(delivery, payload.ticket.id)
     except SealroomError as err:
         metrics.WEBHOOKS.labels(integration, err.errcode.lower()).inc()
         raise
+    status = STATUS[outcome.kind]
     body_out = dict(outcome.body)
     if outcome.invite_token is not None:
         base = request.app[SETTINGS].public_base_url
@@ -51,7 +55,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
     log.info(
         "webhook.accepted",
         webhook_event=payload.event,
-        status=outcome.status,
+        status=status,
         replayed=outcome.replayed,
     )
-    return web.json_response(body_out, status=outcome.status)
+    return web.json_response(body_out, status=status)

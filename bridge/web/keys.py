@@ -7,8 +7,19 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from bridge.deliveries import DeliveryService
 from bridge.helpdesk.signatures import StandardWebhooksVerifier
-from bridge.sessions import SessionService
+from bridge.invites import InviteService
+from bridge.registration import RegistrationService
+
+
+@dataclass(frozen=True)
+class Services:
+    """The domain services the HTTP handlers call."""
+
+    deliveries: DeliveryService
+    invites: InviteService
+    registration: RegistrationService
 
 
 @dataclass(frozen=True)
@@ -35,7 +46,7 @@ class Readiness:
     notes: dict[str, Callable[[], Awaitable[str | None]]]
 
 
-SESSIONS = web.AppKey("sessions", SessionService)
+SERVICES = web.AppKey("services", Services)
 VERIFIERS = web.AppKey("verifiers", dict[str, StandardWebhooksVerifier])
 SETTINGS = web.AppKey("settings", WebSettings)
 READINESS = web.AppKey("readiness", Readiness)

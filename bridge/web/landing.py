@@ -16,9 +16,15 @@ import structlog
 from aiohttp import web
 
 from bridge import metrics
-from bridge.errors import InviteGone, MatrixIdInvalid, PayloadInvalid, SealroomError
-from bridge.sessions import Redeemed
-from bridge.web.keys import SESSIONS, SETTINGS, WebSettings
+from bridge.errors import (
+    InviteGone,
+    MatrixIdInvalid,
+    MatrixUserUnknown,
+    PayloadInvalid,
+    SealroomError,
+)
+from bridge.invites import Redeemed
+from bridge.web.keys import SERVICES, SETTINGS, WebSettings
 
 log = structlog.stdlib.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -55,7 +61,7 @@ async def _json_body(request: web.Request, *fields: str) -> dict[str, str]:
 @routes.post("/i/lookup")
 async def lookup_invite(request: web.Request) -> web.Response:
     data = await _json_body(request, "token")
-    view = await request.app[SESSIONS].view_invite(data["token"])
+    view = await request.app[SERVICES].invites.view(data["token"])
     return web.json_response(
         {
             "ticket_ref": view.ticket_ref,
@@ -89,7 +95,7 @@ def _redeemed_answer(request: web.Request, redeemed: Redeemed) -> web.Response:
 async def _counted(outcome: Awaitable[Redeemed]) -> Redeemed:
     try:
         redeemed = await outcome
-    except (InviteGone, MatrixIdInvalid) as err:
+    except (InviteGone, MatrixIdInvalid, MatrixUserUnknown) as err:
         metrics.REDEEMS.labels(err.errcode.lower()).inc()
         raise
     except SealroomError:
@@ -102,7 +108,7 @@ async def _counted(outcome: Awaitable[Redeemed]) -> Redeemed:
 @routes.post("/i/redeem")
 async def redeem_invite(request: web.Request) -> web.Response:
     data = await _json_body(request, "token", "user_id")
-    redeemed = await _counted(request.app[SESSIONS].redeem(data["token"], data["user_id"]))
+    redeemed = await _counted(request.app[SERVICES].invites.redeem(data["token"], data["user_id"]))
     return _redeemed_answer(request, redeemed)
 
 
@@ -110,7 +116,7 @@ async def redeem_invite(request: web.Request) -> web.Response:
 async def start_registration(request: web.Request) -> web.Response:
     """Mint the single-use registration token; the invite is spent only by /finish."""
     data = await _json_body(request, "token")
-    started = await request.app[SESSIONS].start_registration(data["token"])
+    started = await request.app[SERVICES].registration.start(data["token"])
     settings = request.app[SETTINGS]
     return web.json_response(
         {
@@ -126,7 +132,7 @@ async def start_registration(request: web.Request) -> web.Response:
 async def finish_registration(request: web.Request) -> web.Response:
     data = await _json_body(request, "token", "user_id", "registration_token")
     redeemed = await _counted(
-        request.app[SESSIONS].finish_registration(
+        request.app[SERVICES].registration.finish(
             data["token"], data["user_id"], data["registration_token"]
         )
     )
@@ -139,7 +145,7 @@ async def abandon_registration(request: web.Request) -> web.Response:
     data = await _json_body(request, "token", "registration_token")
     raw_user = (await request.json()).get("user_id")
     user_id = raw_user if isinstance(raw_user, str) and raw_user else None
-    await request.app[SESSIONS].abandon_registration(
+    await request.app[SERVICES].registration.abandon(
         data["token"], data["registration_token"], user_id
     )
     return web.json_response({"status": "noted"})

@@ -132,11 +132,11 @@ async def add_invite(
 
 
 async def test_migrations_reach_head_and_are_idempotent(db: Database) -> None:
-    assert await store.migrate.current_revision(db) == "0003"
+    assert await store.migrate.current_revision(db) == "0004"
 
     await store.migrate.upgrade_to_head(db)  # a restart runs them again
 
-    assert await store.migrate.current_revision(db) == "0003"
+    assert await store.migrate.current_revision(db) == "0004"
     async with db.engine.connect() as conn:
         tables = set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
     assert tables >= TABLES | {"alembic_version"}
@@ -302,7 +302,7 @@ async def test_a_webhook_delivery_is_unique_per_integration(db: Database) -> Non
             integration=integration,
             webhook_id=webhook_id,
             received_at=NOW,
-            status=201,
+            outcome="created",
             response={"session_id": "s"},
         )
 

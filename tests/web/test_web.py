@@ -34,9 +34,12 @@ from bridge.helpdesk.signatures import StandardWebhooksVerifier, sign
 from bridge.ids import RoomID, UserID
 from bridge.invites import hash_token
 from bridge.ports import RoomSpec
+from bridge.deliveries import DeliveryService
+from bridge.invites import InviteService
+from bridge.registration import RegistrationService
 from bridge.sessions import SessionService, Settings
 from bridge.web.app import make_app
-from bridge.web.keys import Readiness, WebSettings
+from bridge.web.keys import Readiness, Services, WebSettings
 from store import Database, Invite, Job, SecureSession, WebhookDelivery
 
 SECRET = "whsec_" + "c2VhbHJvb20td2ViLXRlc3Qtc2lnbmluZy1rZXk="  # "sealroom-web-test-signing-key"
@@ -193,11 +196,15 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[MakeHarness]:
                 room_version=None,
                 agents={"alice@example.com": "@alice:example.org"},
             ),
-            rooms,
             clock=clock,
         )
+        invites = InviteService(database, sessions)
         app = make_app(
-            sessions,
+            Services(
+                DeliveryService(database, sessions, invites),
+                invites,
+                RegistrationService(database, sessions, invites, None),
+            ),
             {"helpdesk": StandardWebhooksVerifier(SECRET, tolerance_seconds=300)},
             WebSettings(
                 public_base_url=PUBLIC_BASE_URL,
@@ -486,7 +493,15 @@ async def test_valid_redeem_returns_room_links_and_schedules_the_invite(harness:
     assert body["web_client_url"] == f"https://app.element.io/#/room/{encoded}"
     assert body["homeserver"] == "https://matrix.example.org"
     invites = [j for j in await harness.jobs() if j[0] == "invite"]
-    assert invites == [("invite", opened["session_id"], {"user_id": "@customer:example.net"})]
+    async with harness.database.transaction() as tx:
+        spent = (await tx.execute(select(Invite))).scalar_one()
+    assert invites == [
+        (
+            "invite",
+            opened["session_id"],
+            {"user_id": "@customer:example.net", "invite_id": spent.id},
+        )
+    ]
 
 
 async def test_redeeming_again_is_410(harness: Harness) -> None:

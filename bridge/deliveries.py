@@ -1,0 +1,159 @@
+"""Webhook deliveries: each is acted on once, and a replay gets the first answer back.
+
+Returns an outcome *kind*; `bridge.web.hooks` decides what HTTP status that is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import structlog
+
+import store.deliveries
+import store.sessions
+from bridge.errors import TicketUnknown
+from bridge.invites import InviteService
+from bridge.sessions import OpenRequest, SessionService
+from store import Conflict, Database, Transaction, WebhookDelivery
+
+log = structlog.stdlib.get_logger(__name__)
+
+# A concurrent twin (same delivery, or same ticket) can win a race once; then ours replays or
+# reuses. More rounds than that means something else is wrong.
+CONFLICT_ROUNDS = 3
+
+
+class OutcomeKind(StrEnum):
+    CREATED = "created"  # a new secure session and its link
+    REUSED = "reused"  # the ticket's live session, with a fresh link
+    CLOSING = "closing"  # the session is being closed
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One inbound webhook delivery, identified for idempotency."""
+
+    integration: str
+    webhook_id: str
+
+
+@dataclass(frozen=True)
+class WebhookOutcome:
+    """What to answer a delivery. `invite_token` is set only on the first answer of an open."""
+
+    kind: OutcomeKind
+    body: dict[str, Any]
+    invite_token: str | None = None
+    replayed: bool = False
+
+
+class DeliveryService:
+    def __init__(
+        self, database: Database, sessions: SessionService, invites: InviteService
+    ) -> None:
+        self.database = database
+        self.sessions = sessions
+        self.invites = invites
+
+    async def open(self, delivery: Delivery, request: OpenRequest) -> WebhookOutcome:
+        """Record the session, its invite and the room job durably; a replay does nothing.
+
+        Raises:
+            AgentUnknown, SessionClosed: nothing is recorded, so the helpdesk may retry.
+        """
+        for _ in range(CONFLICT_ROUNDS):
+            try:
+                outcome = await self._open_once(delivery, request)
+            except Conflict:
+                continue
+            self.sessions.wake_jobs()
+            return outcome
+        raise RuntimeError("could not record the webhook after concurrent retries")
+
+    async def _open_once(self, delivery: Delivery, request: OpenRequest) -> WebhookOutcome:
+        now = self.sessions.clock()
+        async with self.database.transaction() as db:
+            replay = await self._replay(db, delivery)
+            if replay is not None:
+                return replay
+            session, reused = await self.sessions.open_or_reuse(
+                db, delivery.integration, request, now
+            )
+            invite, token = await self.invites.issue(db, session, now)
+            kind = OutcomeKind.REUSED if reused else OutcomeKind.CREATED
+            body = {
+                "session_id": session.id,
+                "expires_at": invite.expires_at.isoformat(),
+                "session_expires_at": session.expires_at.isoformat(),
+                "state": session.state,
+            }
+            self._record(db, delivery, now, kind, body)
+        log.info(
+            "session.reused" if reused else "session.opened",
+            session_id=session.id,
+            ticket_ref=request.ticket_ref,
+            integration=delivery.integration,
+        )
+        return WebhookOutcome(kind, body, invite_token=token)
+
+    async def close_ticket(self, delivery: Delivery, ticket_ref: str) -> WebhookOutcome:
+        """The helpdesk says the ticket is done: close its live session, if any.
+
+        Raises:
+            TicketUnknown: no live session for this ticket (nothing is recorded, so the
+                helpdesk may retry).
+        """
+        now = self.sessions.clock()
+        try:
+            async with self.database.transaction() as db:
+                replay = await self._replay(db, delivery)
+                if replay is not None:
+                    return replay
+                session = await store.sessions.get_live_by_ticket(
+                    db, delivery.integration, ticket_ref
+                )
+                if session is None:
+                    raise TicketUnknown(
+                        f"There is no open secure session for ticket {ticket_ref!r}."
+                    )
+                await self.sessions.begin_close(db, session, "helpdesk", "helpdesk", now)
+                body = {"session_id": session.id, "state": "closing"}
+                self._record(db, delivery, now, OutcomeKind.CLOSING, body)
+        except Conflict:
+            async with self.database.transaction() as db:
+                replay = await self._replay(db, delivery)
+            if replay is None:
+                raise
+            return replay
+        self.sessions.wake_jobs()
+        return WebhookOutcome(OutcomeKind.CLOSING, body)
+
+    async def _replay(self, db: Transaction, delivery: Delivery) -> WebhookOutcome | None:
+        seen = await store.deliveries.get(db, delivery.integration, delivery.webhook_id)
+        if seen is None:
+            return None
+        log.info(
+            "webhook.replayed", integration=delivery.integration, webhook_id=delivery.webhook_id
+        )
+        return WebhookOutcome(OutcomeKind(seen.outcome), dict(seen.response), replayed=True)
+
+    @staticmethod
+    def _record(
+        db: Transaction,
+        delivery: Delivery,
+        now: datetime,
+        kind: OutcomeKind,
+        body: dict[str, Any],
+    ) -> None:
+        db.add(
+            WebhookDelivery(
+                integration=delivery.integration,
+                webhook_id=delivery.webhook_id,
+                received_at=now,
+                outcome=kind.value,
+                response=body,
+            )
+        )

@@ -1,0 +1,284 @@
+"""What happens in a session's room: joins, the agent's commands, the trust policy's findings.
+
+Called by the Matrix adapter with plain data. Message bodies are never logged or stored: only a
+parsed command is kept. Each Matrix event is acted on once (the ledger), even when a restart
+replays the timeline.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import structlog
+
+import store.audit
+import store.identities
+import store.sessions
+from bridge import notices
+from bridge.errors import MatrixIdInvalid
+from bridge.ids import UserID, parse_user_id
+from bridge.jobs import Action, first_time, schedule
+from bridge.room_jobs import schedule_notice
+from bridge.sessions import SessionService, SessionState
+from store import SecureSession, Transaction
+
+log = structlog.stdlib.get_logger(__name__)
+
+MAX_EXTEND_HOURS = 24.0 * 30
+DEFAULT_EXTEND_HOURS = 24.0
+
+
+# -- the agent's commands, parsed into typed calls ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Close:
+    pass
+
+
+@dataclass(frozen=True)
+class Extend:
+    hours: float
+
+
+@dataclass(frozen=True)
+class Trust:
+    user_id: UserID
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A known command with bad arguments: answer with how to use it, never crash."""
+
+    problem: str
+
+
+Command = Close | Extend | Trust | Help | Usage
+
+COMMAND_WORDS = ("!close", "!extend", "!trust", "!help")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([hd]?)", re.IGNORECASE)
+
+
+def parse_command(body: str) -> Command | None:
+    """The command in a message, or None when it is not one of ours (then it is ignored)."""
+    words = body.strip().split()
+    if not words or words[0].lower() not in COMMAND_WORDS:
+        return None
+    word, args = words[0].lower(), words[1:]
+    if word == "!close":
+        return Close()
+    if word == "!help":
+        return Help()
+    if word == "!extend":
+        return _parse_extend(args)
+    if len(args) != 1:
+        return Usage("!trust needs the Matrix ID whose new identity you accept.")
+    try:
+        return Trust(parse_user_id(args[0]))
+    except MatrixIdInvalid:
+        return Usage("!trust needs a Matrix ID such as @name:example.org.")
+
+
+def _parse_extend(args: list[str]) -> Extend | Usage:
+    if not args:
+        return Extend(DEFAULT_EXTEND_HOURS)
+    match = _DURATION.fullmatch(" ".join(args))
+    if match is None:
+        return Usage("!extend takes a duration such as 2h, 3d or 12 (hours).")
+    hours = float(match.group(1)) * (24 if match.group(2).lower() == "d" else 1)
+    if not math.isfinite(hours) or hours <= 0 or hours > MAX_EXTEND_HOURS:
+        return Usage(f"!extend takes between a minute and {MAX_EXTEND_HOURS / 24:.0f} days.")
+    return Extend(hours)
+
+
+# -- the trust policy's findings ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExcludedDevice:
+    user_id: str
+    device_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class IdentityChange:
+    user_id: str
+    old_master_key: str
+    new_master_key: str
+
+
+@dataclass(frozen=True)
+class TrustFindings:
+    """What the Matrix adapter found while deciding whom to encrypt for in one room."""
+
+    room_id: str
+    new_pins: dict[str, str] = field(default_factory=dict)
+    excluded: list[ExcludedDevice] = field(default_factory=list)
+    identity_changes: list[IdentityChange] = field(default_factory=list)
+
+
+class RoomEventService:
+    def __init__(self, sessions: SessionService, bot_user_id: str) -> None:
+        self.sessions = sessions
+        self.bot_user_id = bot_user_id
+        self.database = sessions.database
+        self.clock = sessions.clock
+
+    async def member_joined(self, room_id: str, user_id: str, event_id: str) -> None:
+        """Post the rules when the customer (anyone but the bot and the agent) joins."""
+        if user_id == self.bot_user_id:
+            return
+        now = self.clock()
+        async with self.database.transaction() as db:
+            session = await store.sessions.get_by_room(db, room_id)
+            if session is None or session.state != SessionState.OPEN:
+                return
+            if not await first_time(db, f"joined:{event_id}", now, session.id):
+                return
+            # The agent knows the rules; the notice is for the customer.
+            is_agent = user_id == session.agent_user_id
+            if not is_agent:
+                await schedule(
+                    db,
+                    Action.NOTICE,
+                    now,
+                    session_id=session.id,
+                    params={"kind": "rules", "user_id": user_id},
+                )
+            store.audit.record(db, now, "member.joined", session_id=session.id, actor=user_id)
+            log.info("member.joined", session_id=session.id, room_id=room_id, agent=is_agent)
+        self.sessions.wake_jobs()
+
+    async def agent_command(
+        self,
+        room_id: str,
+        sender: str,
+        body: str,
+        event_id: str,
+        *,
+        trusted_device: bool = True,
+    ) -> None:
+        """Obey the session's agent; anyone else, and anything not a command, is ignored.
+
+        `trusted_device` is False when the strict trust policy does not trust the device the
+        command came from: then it is refused with a notice.
+        """
+        command = parse_command(body)
+        if command is None:
+            return
+        now = self.clock()
+        async with self.database.transaction() as db:
+            session = await store.sessions.get_by_room(db, room_id)
+            if (
+                session is None
+                or session.state != SessionState.OPEN
+                or sender != session.agent_user_id
+            ):
+                return
+            if not await first_time(db, f"command:{event_id}", now, session.id):
+                return
+            if not trusted_device:
+                await schedule_notice(db, session.id, now, notices.command_untrusted_device())
+                store.audit.record(db, now, "command.refused", session_id=session.id, actor=sender)
+            else:
+                await self._obey(db, session, command, sender)
+        self.sessions.wake_jobs()
+
+    async def _obey(
+        self, db: Transaction, session: SecureSession, command: Command, sender: str
+    ) -> None:
+        now = self.clock()
+        match command:
+            case Close():
+                await self.sessions.begin_close(db, session, "agent", sender, now)
+            case Extend(hours):
+                await self.sessions.extend(db, session, hours, sender, now)
+                await schedule_notice(db, session.id, now, notices.extended(session.expires_at))
+            case Trust(user_id):
+                if await store.identities.accept_change(db, user_id, now):
+                    await schedule_notice(db, session.id, now, notices.identity_accepted(user_id))
+                    store.audit.record(
+                        db,
+                        now,
+                        "identity.accepted",
+                        session_id=session.id,
+                        actor=sender,
+                        user_id=user_id,
+                    )
+            case Help():
+                await schedule_notice(db, session.id, now, notices.agent_help())
+            case Usage(problem):
+                await schedule_notice(db, session.id, now, notices.command_usage(problem))
+
+    async def pinned_identities(self, user_ids: list[str]) -> dict[str, str]:
+        async with self.database.transaction() as db:
+            return await store.identities.pins(db, user_ids)
+
+    async def trust_report(self, findings: TrustFindings) -> None:
+        """Pin first-seen identities; warn the room and audit each exclusion once."""
+        now = self.clock()
+        room_id = findings.room_id
+        async with self.database.transaction() as db:
+            for user_id, master in findings.new_pins.items():
+                if await store.identities.pin(db, user_id, master, now):
+                    store.audit.record(
+                        db, now, "identity.pinned", user_id=user_id, master_key=master
+                    )
+            session = await store.sessions.get_by_room(db, room_id)
+            if session is None or session.state != SessionState.OPEN:
+                return
+            changed = {change.user_id for change in findings.identity_changes}
+            for change in findings.identity_changes:
+                await store.identities.note_change(db, change.user_id, change.new_master_key, now)
+                if await schedule_notice(
+                    db,
+                    session.id,
+                    now,
+                    notices.identity_changed(change.user_id),
+                    dedupe_key=f"identity:{room_id}:{change.user_id}:{change.new_master_key}",
+                ):
+                    store.audit.record(
+                        db,
+                        now,
+                        "identity.changed",
+                        session_id=session.id,
+                        user_id=change.user_id,
+                        master_key=change.new_master_key,
+                    )
+                    log.warning("identity.changed", session_id=session.id, room_id=room_id)
+            for device in findings.excluded:
+                if device.user_id in changed:
+                    continue
+                if await schedule_notice(
+                    db,
+                    session.id,
+                    now,
+                    notices.device_excluded(device.user_id, device.device_id, device.reason),
+                    dedupe_key=(
+                        f"excluded:{room_id}:{device.user_id}:{device.device_id}:{device.reason}"
+                    ),
+                ):
+                    store.audit.record(
+                        db,
+                        now,
+                        "device.excluded",
+                        session_id=session.id,
+                        user_id=device.user_id,
+                        device_id=device.device_id,
+                        reason=device.reason,
+                    )
+                    log.warning(
+                        "device.excluded",
+                        session_id=session.id,
+                        room_id=room_id,
+                        reason=device.reason,
+                    )
+        self.sessions.wake_jobs()

@@ -1,0 +1,201 @@
+"""The durable steps on the homeserver: create the room, invite, post a notice, close, expire.
+
+Each step is a job (`bridge.jobs`) that is safe to run again after a crash: "already done" is
+success. This module registers its steps with the runner itself.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import structlog
+
+import store.audit
+import store.sessions
+from bridge import notices
+from bridge.errors import MatrixRequestFailed
+from bridge.ids import RoomID, UserID, parse_user_id
+from bridge.invites import InviteService
+from bridge.jobs import Action, JobContext, JobRunner, RetryLater, run_now, schedule
+from bridge.ports import MatrixRooms, RoomSpec
+from bridge.sessions import SessionService, SessionState, is_live, room_alias_localpart
+from store import Transaction
+
+log = structlog.stdlib.get_logger(__name__)
+
+# The homeserver refuses these for now, not for good.
+TRANSIENT_ERRCODES = frozenset({"M_LIMIT_EXCEEDED"})
+
+
+class RoomNotReady(RetryLater):
+    """A step needs the room, which a job has not created yet: retry later."""
+
+
+async def schedule_notice(
+    db: Transaction, session_id: str, now: datetime, text: str, dedupe_key: str | None = None
+) -> bool:
+    """Have the bot post `text` in the session's room (encrypted); False if already scheduled."""
+    return await schedule(
+        db,
+        Action.NOTICE,
+        now,
+        session_id=session_id,
+        params={"kind": "text", "text": text},
+        dedupe_key=dedupe_key,
+    )
+
+
+class RoomJobs:
+    def __init__(
+        self, sessions: SessionService, invites: InviteService, rooms: MatrixRooms
+    ) -> None:
+        self.sessions = sessions
+        self.invites = invites
+        self.rooms = rooms
+        self.database = sessions.database
+        self.clock = sessions.clock
+
+    def register(self, runner: JobRunner) -> None:
+        runner.register(Action.CREATE_ROOM, self.create_room)
+        runner.register(Action.INVITE, self.invite, on_give_up=self.invite_gave_up)
+        runner.register(Action.NOTICE, self.notice)
+        runner.register(Action.CLOSE_ROOM, self.close_room)
+        runner.register(Action.EXPIRE, self.expire)
+
+    async def create_room(self, job: JobContext) -> None:
+        session = await self.sessions.load(job.session_id)
+        if session.room_id is not None or session.state != SessionState.PENDING:
+            return
+        settings = self.sessions.settings
+        fields = {
+            "ticket_ref": session.ticket_ref,
+            "subject": session.subject,
+            "integration": session.integration,
+        }
+        agent = UserID(session.agent_user_id) if session.agent_user_id else None
+        room_id = await self.rooms.create_secure_room(
+            RoomSpec(
+                alias_localpart=room_alias_localpart(session.id),
+                name=settings.name_template.format(**fields),
+                topic=settings.topic_template.format(**fields),
+                session_id=session.id,
+                invite=(agent,) if agent else (),
+                agent_user_id=agent,
+                room_version=settings.room_version,
+            )
+        )
+        now = self.clock()
+        async with self.database.transaction() as db:
+            fresh = await store.sessions.get(db, session.id)
+            assert fresh is not None
+            fresh.room_id = room_id
+            fresh.updated_at = now
+            await self.sessions.opened(db, fresh, now)
+            store.audit.record(db, now, "room.created", session_id=session.id, room_id=room_id)
+            # A customer who redeemed before the room existed should not wait for a backoff.
+            await run_now(db, session.id, Action.INVITE, now)
+        log.info(
+            "room.created", session_id=session.id, room_id=room_id, ticket_ref=session.ticket_ref
+        )
+        self.sessions.wake_jobs()
+        if agent is None:
+            log.warning("session.no_agent_mapping", session_id=session.id, agent=session.agent_ref)
+
+    async def invite(self, job: JobContext) -> None:
+        session = await self.sessions.load(job.session_id)
+        if not is_live(session):
+            return
+        if session.room_id is None:
+            raise RoomNotReady("the room is not created yet")
+        user_id = parse_user_id(str(job.params["user_id"]))
+        try:
+            await self.rooms.invite(RoomID(session.room_id), user_id)
+        except MatrixRequestFailed as err:
+            if err.matrix_errcode in TRANSIENT_ERRCODES:
+                raise
+            # Refused for good (no such user, a server that will not have it): retrying
+            # cannot help, and the people waiting must know.
+            await self.invite_gave_up(job, f"{err.errcode}: {err.message}")
+            return
+        async with self.database.transaction() as db:
+            store.audit.record(
+                db,
+                self.clock(),
+                "member.invited",
+                session_id=session.id,
+                actor=self.rooms.bot_user_id,
+                user_id=user_id,
+            )
+        log.info("member.invited", session_id=session.id, room_id=session.room_id)
+
+    async def invite_gave_up(self, job: JobContext, error: str) -> None:
+        """Tell the agent in the room, record it, and make the customer's link work again."""
+        user_id = str(job.params.get("user_id", ""))
+        invite_id = job.params.get("invite_id")
+        now = self.clock()
+        async with self.database.transaction() as db:
+            session = await store.sessions.get(db, job.session_id or "")
+            if session is None:
+                return
+            released = isinstance(invite_id, int) and await self.invites.release(
+                db, session, invite_id, now
+            )
+            store.audit.record(
+                db,
+                now,
+                "member.invite_failed",
+                session_id=session.id,
+                user_id=user_id,
+                error=error,
+                link_usable=released,
+            )
+            if session.room_id is not None and is_live(session):
+                await schedule_notice(
+                    db,
+                    session.id,
+                    now,
+                    notices.invite_failed(user_id, released),
+                    dedupe_key=f"invite-failed:{job.job_id}",
+                )
+        log.warning("member.invite_failed", session_id=job.session_id, released=released)
+        self.sessions.wake_jobs()
+
+    async def notice(self, job: JobContext) -> None:
+        session = await self.sessions.load(job.session_id)
+        if session.state != SessionState.OPEN or session.room_id is None:
+            return
+        kind = job.params.get("kind")
+        if kind == "rules":
+            text = notices.rules(session.ticket_ref, session.expires_at)
+        else:
+            text = str(job.params.get("text", ""))
+        await self.rooms.send_notice(RoomID(session.room_id), text)
+        log.info("notice.sent", session_id=session.id, room_id=session.room_id, kind=kind)
+
+    async def close_room(self, job: JobContext) -> None:
+        """Closing notice, remove every member, leave; each step tolerates "already done"."""
+        session = await self.sessions.load(job.session_id)
+        if session.state != SessionState.CLOSING:
+            return
+        if session.room_id is not None:
+            room_id = RoomID(session.room_id)
+            try:
+                await self.rooms.send_notice(
+                    room_id, notices.closing(str(job.params.get("reason")))
+                )
+            except MatrixRequestFailed as err:
+                log.warning("notice.failed", session_id=session.id, errcode=err.matrix_errcode)
+            for member in await self.rooms.members(room_id):
+                if member != self.rooms.bot_user_id:
+                    await self.rooms.kick(room_id, member, "The secure session is closed.")
+            await self.rooms.leave(room_id)
+        now = self.clock()
+        async with self.database.transaction() as db:
+            await self.sessions.closed(db, session, now)
+            store.audit.record(
+                db, now, "session.closed", session_id=session.id, reason=session.close_reason
+            )
+        log.info("session.closed", session_id=session.id, room_id=session.room_id)
+
+    async def expire(self, job: JobContext) -> None:
+        await self.sessions.expire_if_due(job.session_id)
