@@ -23,7 +23,8 @@ from sqlalchemy import select
 from bridge.invites import hash_token
 from bridge.localsynapse import LocalSynapse
 from bridge.matrix.admin import SynapseAdmin
-from bridge.sessions import MAX_REGISTRATION_ATTEMPTS, utcnow
+from bridge.registration import MAX_REGISTRATION_ATTEMPTS
+from bridge.sessions import utcnow
 from store.models import Invite
 from tests.e2e.conftest import Sealroom, SealroomFactory
 from tests.support import jsclient

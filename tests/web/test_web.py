@@ -29,13 +29,12 @@ from sqlalchemy import func, select, text
 
 import store.migrate
 from bridge import logs
+from bridge.deliveries import DeliveryService
 from bridge.errors import InviteGone
 from bridge.helpdesk.signatures import StandardWebhooksVerifier, sign
 from bridge.ids import RoomID, UserID
-from bridge.invites import hash_token
+from bridge.invites import InviteService, hash_token
 from bridge.ports import RoomSpec
-from bridge.deliveries import DeliveryService
-from bridge.invites import InviteService
 from bridge.registration import RegistrationService
 from bridge.sessions import SessionService, Settings
 from bridge.web.app import make_app
