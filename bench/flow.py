@@ -49,8 +49,8 @@ if str(ROOT) not in sys.path:  # `python bench/flow.py` from a checkout
 from bridge import logs  # noqa: E402
 from bridge.app import App  # noqa: E402
 from bridge.config import parse  # noqa: E402
+from bridge.devtools.localsynapse import LocalSynapse, free_port  # noqa: E402
 from bridge.helpdesk.signatures import signed_headers  # noqa: E402
-from bridge.localsynapse import LocalSynapse, free_port  # noqa: E402
 from tests.support.matrix_users import MatrixUser  # noqa: E402
 
 MAX_ROUNDS = 50
@@ -99,6 +99,10 @@ class Bench:
         bot_id = await self.synapse.register_user(
             f"sealroom-bot-{secrets.token_hex(3)}", bot_password
         )
+        # sealroom refuses tickets for unmapped agents: the bench's agent gets an account.
+        agent_id = await self.synapse.register_user(
+            f"bench-agent-{secrets.token_hex(3)}", secrets.token_urlsafe(16)
+        )
         self.secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
@@ -113,6 +117,7 @@ class Bench:
                 },
                 "http": {"bind": "127.0.0.1", "port": port, "public_base_url": self.url},
                 "integrations": {"bench": {"kind": "standard-webhooks", "secret": self.secret}},
+                "agents": {"agent@example.com": agent_id},
                 "logging": {"level": "WARNING", "format": "json"},
             }
         )

@@ -86,7 +86,7 @@ def config_secrets(config: Config) -> list[str | None]:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
-        from bridge.demo import run_demo
+        from bridge.devtools.demo import run_demo
 
         return asyncio.run(run_demo(args.dir.resolve(), args.port, args.exit_after_setup))
     config = _load(args.config)

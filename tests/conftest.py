@@ -1,1 +1,5 @@
-pytest_plugins = ["tests.support.fixtures", "tests.support.browser"]
+pytest_plugins = [
+    "tests.support.fixtures",
+    "tests.support.browser",
+    "tests.support.databases",
+]

@@ -23,8 +23,8 @@ import store.sessions
 from bridge import logs
 from bridge.app import App
 from bridge.config import Config, parse
+from bridge.devtools.localsynapse import LocalSynapse, free_port
 from bridge.helpdesk.signatures import signed_headers
-from bridge.localsynapse import LocalSynapse, free_port
 
 _counter = itertools.count(1)
 
@@ -114,6 +114,14 @@ class Sealroom:
 SealroomFactory = Callable[..., Awaitable[Sealroom]]
 
 
+async def _default_agents(synapse: LocalSynapse) -> dict[str, str]:
+    """sealroom refuses tickets for unmapped agents: map the tests' agent to a fresh account."""
+    user_id = await synapse.register_user(
+        f"agent-{next(_counter)}-{secrets.token_hex(3)}", secrets.token_urlsafe(16)
+    )
+    return {"agent@example.com": user_id}
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def sealroom(
     synapse: LocalSynapse, tmp_path_factory: pytest.TempPathFactory
@@ -154,7 +162,7 @@ async def sealroom(
                 "public_base_url": f"http://127.0.0.1:{port}",
             },
             "integrations": {"test": {"kind": "standard-webhooks", "secret": secret}},
-            "agents": agents or {},
+            "agents": agents if agents is not None else await _default_agents(synapse),
             "jobs": {"retry_initial_seconds": 0.2, "retry_max_seconds": 2.0, "poll_seconds": 1.0},
             "logging": {"level": "DEBUG", "format": "json"},
         }

@@ -283,7 +283,7 @@ async def test_flow_and_restart_on_postgresql(
     payload = {
         "event": "open",
         "ticket": {"id": "T-PG", "subject": "pg"},
-        "agent": "a@example.com",
+        "agent": "agent@example.com",
     }
     status, opened = await service.webhook(payload, webhook_id="msg_pg_1")
     assert status == 201

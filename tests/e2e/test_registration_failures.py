@@ -20,8 +20,8 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
+from bridge.devtools.localsynapse import LocalSynapse
 from bridge.invites import hash_token
-from bridge.localsynapse import LocalSynapse
 from bridge.matrix.admin import SynapseAdmin
 from bridge.registration import MAX_REGISTRATION_ATTEMPTS
 from bridge.sessions import utcnow

@@ -8,7 +8,7 @@ import aiohttp
 import nio
 import pytest
 
-from bridge.localsynapse import LocalSynapse
+from bridge.devtools.localsynapse import LocalSynapse
 from tests.support.proxy import FaultProxy
 
 ENCRYPTION = {

@@ -7,18 +7,13 @@ Each PostgreSQL test runs in a throwaway schema, so tests never see each other's
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import pytest
-import pytest_asyncio
-from sqlalchemy import event, func, inspect, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError, StatementError
 
 import store.invites
@@ -27,59 +22,8 @@ import store.migrate
 import store.sessions
 from store import Database, Invite, Job, SecureSession, WebhookDelivery
 
-PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 TABLES = {"secure_sessions", "invites", "webhook_deliveries", "jobs", "audit_events"}
 NOW = datetime(2030, 5, 17, 12, 0, tzinfo=UTC)
-
-
-async def _postgres_reachable() -> str | None:
-    try:
-        conn = await asyncpg.connect(PG_DSN, timeout=3)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as err:
-        return f"PostgreSQL at 127.0.0.1:5432 is unreachable: {err!r}"
-    await conn.close()
-    return None
-
-
-@contextlib.asynccontextmanager
-async def _throwaway_schema() -> AsyncIterator[str]:
-    reason = await _postgres_reachable()
-    if reason:
-        pytest.skip(reason)
-    schema = f"t_{secrets.token_hex(6)}"
-    conn = await asyncpg.connect(PG_DSN, timeout=5)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        yield schema
-    finally:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
-
-
-def _pin_search_path(database: Database, schema: str) -> None:
-    """Every pooled connection works inside the test's schema (alembic_version included)."""
-
-    def on_connect(dbapi_connection: Any, _: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f'SET search_path TO "{schema}"')
-        cursor.close()
-
-    event.listen(database.engine.sync_engine, "connect", on_connect)
-
-
-@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    async with contextlib.AsyncExitStack() as stack:
-        if request.param == "sqlite":
-            database = Database(f"sqlite+aiosqlite:///{tmp_path / 'sealroom.db'}")
-        else:
-            schema = await stack.enter_async_context(_throwaway_schema())
-            database = Database(PG_URL)
-            _pin_search_path(database, schema)
-        stack.push_async_callback(database.close)
-        await asyncio.wait_for(store.migrate.upgrade_to_head(database), 30)
-        yield database
 
 
 async def add_session(

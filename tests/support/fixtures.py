@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import pytest_asyncio
 
-from bridge.localsynapse import LocalSynapse
+from bridge.devtools.localsynapse import LocalSynapse
 from tests.support.cross_signing import cross_sign
 from tests.support.matrix_users import MatrixUser
 from tests.support.proxy import FaultProxy

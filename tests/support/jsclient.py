@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from bridge.localsynapse import LocalSynapse
+from bridge.devtools.localsynapse import LocalSynapse
 from bridge.tasks import cancel_and_wait
 
 INTEROP_DIR = Path(__file__).resolve().parents[1] / "interop"

@@ -28,7 +28,7 @@ from nio import (
 )
 from nio.exceptions import EncryptionError
 
-from bridge.localsynapse import LocalSynapse
+from bridge.devtools.localsynapse import LocalSynapse
 from bridge.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)

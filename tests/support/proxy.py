@@ -17,7 +17,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from bridge.localsynapse import free_port
+from bridge.devtools.localsynapse import free_port
 
 # RFC 9110 7.6.1 hop-by-hop headers, plus those aiohttp recomputes for the new message.
 _HOP_BY_HOP = frozenset(

@@ -15,8 +15,8 @@ from typing import Any
 
 import aiohttp
 
+from bridge.devtools.localsynapse import LocalSynapse, free_port
 from bridge.helpdesk.signatures import signed_headers
-from bridge.localsynapse import LocalSynapse, free_port
 
 
 class ServiceProcess:
@@ -49,6 +49,10 @@ class ServiceProcess:
     ) -> ServiceProcess:
         password = secrets.token_urlsafe(16)
         bot_id = await synapse.register_user(f"sealroom-proc-{secrets.token_hex(4)}", password)
+        # sealroom refuses tickets for unmapped agents: the tests' agent gets an account.
+        agent_id = await synapse.register_user(
+            f"agent-proc-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+        )
         port = free_port()
         secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
         (folder / "bot_password").write_text(password)
@@ -57,7 +61,7 @@ class ServiceProcess:
             "bot": {"user_id": bot_id, "password_file": "bot_password", "data_dir": "data"},
             "http": {"port": port, "public_base_url": f"http://127.0.0.1:{port}"},
             "integrations": {"test": {"kind": "standard-webhooks", "secret": secret}},
-            "agents": agents or {},
+            "agents": agents if agents is not None else {"agent@example.com": agent_id},
             "jobs": {"retry_initial_seconds": 0.2, "retry_max_seconds": 2.0},
             "logging": {"format": "json", "level": "INFO"},
         }

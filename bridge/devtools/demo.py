@@ -67,7 +67,7 @@ async def run_demo(folder: Path, port: int, exit_after_setup: bool) -> int:
     from bridge.app import App
 
     try:
-        from bridge.localsynapse import LocalSynapse
+        from bridge.devtools.localsynapse import LocalSynapse
     except ImportError:  # pragma: no cover - depends on the install
         print("The demo needs Synapse: pip install 'sealroom[demo]'")
         return 1
@@ -143,6 +143,7 @@ async def _send_sample_webhook(port: int, secret: str) -> dict[str, object]:
 
 async def _wait_for_room(app: object, session_id: str, limit: float = 60) -> None:
     import store.sessions
+
     from bridge.app import App
 
     assert isinstance(app, App)

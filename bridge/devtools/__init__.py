@@ -1,0 +1,1 @@
+"""Developer tools: a local Synapse and `sealroom demo`. Never used by `sealroom run`."""

@@ -1,0 +1,84 @@
+"""pytest plugin: a `db` fixture, one migrated Database per test on SQLite and on PostgreSQL.
+
+Each PostgreSQL test runs in a throwaway schema, so tests never see each other's rows and the
+`test` database is left as it was found. Registered in tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from sqlalchemy import event
+
+import store.migrate
+from store import Database
+
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+async def _postgres_reachable() -> str | None:
+    try:
+        conn = await asyncpg.connect(PG_DSN, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as err:
+        return f"PostgreSQL at 127.0.0.1:5432 is unreachable: {err!r}"
+    await conn.close()
+    return None
+
+
+@contextlib.asynccontextmanager
+async def _throwaway_schema() -> AsyncIterator[str]:
+    reason = await _postgres_reachable()
+    if reason:
+        pytest.skip(reason)
+    schema = f"t_{secrets.token_hex(6)}"
+    conn = await asyncpg.connect(PG_DSN, timeout=5)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        yield schema
+    finally:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()
+
+
+def _pin_search_path(database: Database, schema: str) -> None:
+    """Every pooled connection works inside the test's schema (alembic_version included)."""
+
+    def on_connect(dbapi_connection: Any, _: Any) -> None:
+        # On the raw asyncpg connection, outside the adapter's implicit transaction: a SET
+        # inside it would be undone by the first rollback (a unique violation, say).
+        dbapi_connection.run_async(
+            lambda connection: connection.execute(f'SET search_path TO "{schema}"')
+        )
+
+    event.listen(database.engine.sync_engine, "connect", on_connect)
+
+
+@pytest_asyncio.fixture(params=BACKENDS)
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    async with open_database(request.param, tmp_path) as database:
+        yield database
+
+
+@contextlib.asynccontextmanager
+async def open_database(backend: str, folder: Path) -> AsyncIterator[Database]:
+    """A migrated Database on `backend` ("sqlite" in `folder`, or a throwaway PG schema)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if backend == "sqlite":
+            database = Database(f"sqlite+aiosqlite:///{folder / 'sealroom.db'}")
+        else:
+            schema = await stack.enter_async_context(_throwaway_schema())
+            database = Database(PG_URL)
+            _pin_search_path(database, schema)
+        stack.push_async_callback(database.close)
+        await asyncio.wait_for(store.migrate.upgrade_to_head(database), 30)
+        yield database
