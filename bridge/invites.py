@@ -158,7 +158,8 @@ class InviteService:
                 now,
                 session_id=session.id,
                 params={"user_id": user_id, "invite_id": invite.id},
-                dedupe_key=f"invite:{invite.id}",
+                # A released link can be spent again: each spending is its own invitation.
+                dedupe_key=f"invite:{invite.id}:{now.isoformat()}",
             )
             store.audit.record(db, now, action, session_id=session.id, actor=user_id)
             result = Redeemed(

@@ -746,3 +746,41 @@ async def test_more_than_five_starts_on_one_invite_answer_429(
     invite = await _invite_row(service, token)
     assert invite.registration_attempts == MAX_REGISTRATION_ATTEMPTS
     assert invite.used_at is None
+
+
+async def _still_valid(synapse: LocalSynapse, tokens: list[str]) -> list[str]:
+    """Which of `tokens` Synapse would still accept for a registration (its admin API)."""
+    headers = {"Authorization": f"Bearer {await synapse.admin_token()}"}
+    valid = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        for token in tokens:
+            url = f"{synapse.url}/_synapse/admin/v1/registration_tokens/{token}"
+            async with http.get(url, headers=headers) as response:
+                if response.status == 404:
+                    continue
+                assert response.status == 200, await response.text()
+                found = await response.json()
+            uses = found["uses_allowed"]
+            if uses is None or found["completed"] + found["pending"] < uses:
+                valid.append(token)
+    return valid
+
+
+async def test_at_most_one_registration_token_per_invite_is_valid_at_any_time(
+    sealroom: SealroomFactory, synapse: LocalSynapse
+) -> None:
+    service = await _service(sealroom)
+    _, token = await _ticket(service, "T-ONE-TOKEN")
+    minted: list[str] = []
+    for attempt in range(MAX_REGISTRATION_ATTEMPTS):
+        status, data = await _post(service, "/i/register/start", {"token": token})
+        assert status == 200, (attempt, data)
+        minted.append(data["registration_token"])
+
+        assert await _still_valid(synapse, minted) == [minted[-1]], attempt
+
+    status, _ = await _post(
+        service, "/i/register/abandon", {"token": token, "registration_token": minted[-1]}
+    )
+    assert status == 200
+    assert await _still_valid(synapse, minted) == []

@@ -1,0 +1,79 @@
+"""A customer is never silently stuck: an invitation that fails is told to the agent, and the
+customer's link works again (real Synapse, real agent client)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+
+import store.audit
+from tests.e2e.conftest import Sealroom, SealroomFactory
+from tests.support.fixtures import MatrixUserFactory
+
+
+async def _redeem(service: Sealroom, token: str, user_id: str) -> tuple[int, dict[str, object]]:
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
+        http.post(f"{service.url}/i/redeem", json={"token": token, "user_id": user_id}) as answer,
+    ):
+        return answer.status, dict(await answer.json())
+
+
+async def _audit(service: Sealroom, session_id: str) -> list[str]:
+    async with service.app.database.transaction() as db:
+        return [row.action for row in await store.audit.for_session(db, session_id)]
+
+
+async def test_unknown_local_account_is_refused_before_the_link_is_spent(
+    sealroom: SealroomFactory, matrix_user: MatrixUserFactory
+) -> None:
+    customer = await matrix_user("customer")
+    service = await sealroom()
+    await service.open_ticket("T-TYPO")
+    token = service.tokens[-1]
+
+    status, body = await _redeem(service, token, "@no-such-customer:localhost")
+
+    assert status == 400, body
+    assert body["errcode"] == "SEALROOM_MATRIX_USER_UNKNOWN"
+    assert "no account with this Matrix ID" in str(body["error"])
+    status, body = await _redeem(service, token, customer.user_id)
+    assert status == 200, body
+    await customer.wait_for_invite()
+
+
+async def test_a_refused_invitation_is_told_to_the_agent_and_the_link_works_again(
+    sealroom: SealroomFactory, matrix_user: MatrixUserFactory
+) -> None:
+    agent = await matrix_user("agent")
+    customer = await matrix_user("customer")
+    service = await sealroom(
+        agents={"agent@example.com": agent.user_id},
+        jobs={"retry_initial_seconds": 0.2, "retry_max_seconds": 1.0, "max_attempts": 3},
+    )
+    bot_id = service.config.bot.user_id
+    opened = await service.open_ticket("T-REFUSED")
+    token = service.tokens[-1]
+    room_id = await agent.wait_for_invite()
+    await agent.join(room_id)
+
+    # A server the homeserver will not talk to (a loopback address, refused by Synapse's
+    # federation IP blacklist): the invitation cannot succeed.
+    remote = "@customer:127.0.0.1:9"
+    status, body = await _redeem(service, token, remote)
+    assert status == 200, body
+
+    await agent.wait_for_message(
+        room_id,
+        lambda sender, text: sender == bot_id and f"invitation of {remote} failed" in text,
+        timeout=90,
+    )
+    deadline = time.monotonic() + 30
+    while "member.invite_failed" not in await _audit(service, opened["session_id"]):
+        assert time.monotonic() < deadline, await _audit(service, opened["session_id"])
+        await asyncio.sleep(0.2)
+    status, body = await _redeem(service, token, customer.user_id)
+    assert status == 200, body
+    assert await customer.wait_for_invite() == room_id
