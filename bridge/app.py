@@ -7,21 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from datetime import timedelta
 
 import structlog
-from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp import web
 
 import store.migrate
-from bridge import metrics
 from bridge.config import Config
 from bridge.errors import SealroomError
 from bridge.helpdesk.signatures import StandardWebhooksVerifier
 from bridge.jobs import JobRunner
 from bridge.matrix.admin import AdminRegistrationTokens, SynapseAdmin
 from bridge.matrix.bot_identity import BotIdentity
-from bridge.matrix.client import BotClient, BotSettings, TrustHooks
+from bridge.matrix.client import BotClient, BotSettings
+from bridge.matrix.e2ee import EncryptionManager, TrustHooks
 from bridge.matrix.events import RoomEvents
 from bridge.matrix.rooms import MatrixRoomService
 from bridge.sessions import SessionService, Settings, utcnow
@@ -31,8 +30,6 @@ from bridge.web.keys import Readiness, WebSettings
 from store import Database
 
 log = structlog.stdlib.get_logger(__name__)
-
-SYNC_STALE_SECONDS = 90.0
 
 
 def show_recovery_key(recovery_key: str, user_id: str) -> None:
@@ -69,8 +66,10 @@ class App:
                 request_timeout=config.homeserver.request_timeout_seconds,
             )
         )
-        self.rooms = MatrixRoomService(self.bot, config.homeserver.server_name)
-        self.identity = BotIdentity(self.bot, config.bot.password_value())
+        self.e2ee = EncryptionManager(self.bot)
+        self.rooms = MatrixRoomService(self.bot, self.e2ee, config.homeserver.server_name)
+        self.identity = BotIdentity(self.bot, self.e2ee, config.bot.password_value())
+        self.admin = SynapseAdmin(config.homeserver.url, config.homeserver.admin_token_value())
         self.identity_ready = asyncio.Event()
         self._identity_task: asyncio.Task[None] | None = None
         self.jobs = JobRunner(
@@ -99,9 +98,7 @@ class App:
             ),
             self.rooms,
             on_job_added=self.jobs.wake,
-            registration_tokens=AdminRegistrationTokens(
-                SynapseAdmin(config.homeserver.url, config.homeserver.admin_token_value())
-            ),
+            registration_tokens=AdminRegistrationTokens(self.admin),
         )
         for name, action in {
             "create_room": self.sessions.run_create_room,
@@ -113,7 +110,7 @@ class App:
         }.items():
             self.jobs.register(name, action)
         RoomEvents(self.sessions).attach(self.bot)
-        self.bot.trust = TrustHooks(
+        self.e2ee.trust = TrustHooks(
             config.trust.mode, self.sessions.pinned_identities, self.sessions.trust_report
         )
         self.web_app = make_app(
@@ -136,8 +133,8 @@ class App:
             Readiness(
                 {
                     "database": self._check_database,
-                    "homeserver": self._check_homeserver,
-                    "sync": self._check_sync,
+                    "homeserver": self.admin.check_homeserver,
+                    "sync": self.bot.check_sync,
                     "identity": self._check_identity,
                 },
                 {"jobs": self._check_jobs},
@@ -192,6 +189,7 @@ class App:
             self._runner = None
         await self.jobs.stop()
         await self.bot.stop()
+        await self.admin.close()
         await self.database.close()
         log.info("sealroom.stopped")
 
@@ -212,22 +210,6 @@ class App:
     async def _check_database(self) -> str | None:
         await self.database.ping()
         return None
-
-    async def _check_homeserver(self) -> str | None:
-        url = f"{self.config.homeserver.url}/_matrix/client/versions"
-        async with (
-            ClientSession(timeout=ClientTimeout(total=3)) as http,
-            http.get(url) as response,
-        ):
-            return None if response.status == 200 else f"answered {response.status}"
-
-    async def _check_sync(self) -> str | None:
-        last = self.bot.last_sync_monotonic
-        if last is None:
-            return "the bot has not synced yet"
-        age = time.monotonic() - last
-        metrics.SYNC_AGE.set(age)
-        return None if age < SYNC_STALE_SECONDS else f"last sync {age:.0f} s ago"
 
     async def _check_identity(self) -> str | None:
         if self.identity_ready.is_set():
