@@ -10,7 +10,8 @@ cross-signed. matrix-nio has no cross-signing, so this module does it with the p
   The recovery key is returned once for the admin and kept nowhere.
 - `restore(recovery_key)`: after the bot's store was lost (a new device), read the self-signing
   key from secret storage and sign the new device.
-- `backup_room_keys()`: upload the bot's own Megolm sessions to the key backup.
+- `ensure()`: at start-up, set up or check; hands the key backup to the encryption manager,
+  which backs up each room key the bot sends (bridge.matrix.e2ee).
 """
 
 from __future__ import annotations

@@ -1,10 +1,14 @@
 """The bot's end-to-end encryption on top of BotClient (the shape of mautrix's EncryptionManager).
 
-It hooks itself into the client: after each sync it uploads, queries and claims keys (a plain
-`sync()` never does), answers members' key requests and retries undecryptable messages (nio
-never does). Encrypted sends apply the trust policy (bridge.matrix.trust) to every member device
-first, tell excluded devices why (m.room_key.withheld), and put the room key into the bot's key
-backup. nio's internals are reached only through bridge.matrix.nio_compat.
+Design answers to MATRIX-NOTES.md, hooked into the client's sync:
+- a plain `sync()` never uploads, queries or claims keys: done after each sync, one-time keys
+  saved before upload and a fallback key kept (nio_compat.CryptoMachine.upload_keys);
+- nio never retries decryption: undecryptable events are kept and retried after each sync;
+- nio answers only its own user's key requests: members' devices get re-shared keys here;
+- before each send the members' devices are re-queried (one who just joined with a fresh device
+  gets the key), the trust policy (bridge.matrix.trust) decides who gets it, excluded devices
+  hear why (m.room_key.withheld), and the room key goes into the bot's key backup.
+nio's internals are reached only through bridge.matrix.nio_compat.
 """
 
 from __future__ import annotations
