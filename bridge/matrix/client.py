@@ -6,7 +6,7 @@ Design answers to MATRIX-NOTES.md:
 - nio's `store_sync_tokens` saves the token *before* handling to-device events, so sealroom keeps
   its own token and writes it only after a sync response is fully handled (hooks included);
 - the crypto store's pickle key comes from the config (or a generated file), never "DEFAULT_KEY";
-- nio's error values are turned into exceptions here (HomeserverUnavailable, MatrixRequestFailed).
+- nio's error values become exceptions at this seam (bridge.matrix.failures).
 
 Encryption (key upload, trust, encrypted sends) is `bridge.matrix.e2ee`, which hooks in through
 `on_client_ready` and `on_sync`.
@@ -100,7 +100,8 @@ class BotClient:
     def on_sync(self, callback: SyncHandled) -> None:
         """Await `callback` after nio handled a sync response and before its token is saved.
 
-        An exception fails the sync: it is retried from the same token.
+        An exception restarts the sync loop (with backoff) without saving that token, so a
+        process restarted after it handles the response again.
         """
         self._sync_handled.append(callback)
 
