@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from datetime import timedelta
 
 import structlog
-from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp import web
 
 import store.migrate
-from bridge import metrics
 from bridge.config import Config
 from bridge.deliveries import DeliveryService
 from bridge.errors import SealroomError
@@ -23,7 +21,8 @@ from bridge.invites import InviteService
 from bridge.jobs import JobRunner
 from bridge.matrix.admin import AdminRegistrationTokens, SynapseAdmin
 from bridge.matrix.bot_identity import BotIdentity
-from bridge.matrix.client import BotClient, BotSettings, TrustHooks
+from bridge.matrix.client import BotClient, BotSettings
+from bridge.matrix.e2ee import EncryptionManager, TrustHooks
 from bridge.matrix.events import RoomEvents
 from bridge.matrix.rooms import MatrixRoomService
 from bridge.registration import RegistrationService
@@ -36,8 +35,6 @@ from bridge.web.keys import Readiness, Services, WebSettings
 from store import Database
 
 log = structlog.stdlib.get_logger(__name__)
-
-SYNC_STALE_SECONDS = 90.0
 
 
 def show_recovery_key(recovery_key: str, user_id: str) -> None:
@@ -74,8 +71,10 @@ class App:
                 request_timeout=config.homeserver.request_timeout_seconds,
             )
         )
-        self.rooms = MatrixRoomService(self.bot, config.homeserver.server_name)
-        self.identity = BotIdentity(self.bot, config.bot.password_value())
+        self.e2ee = EncryptionManager(self.bot)
+        self.rooms = MatrixRoomService(self.bot, self.e2ee, config.homeserver.server_name)
+        self.identity = BotIdentity(self.bot, self.e2ee, config.bot.password_value())
+        self.admin = SynapseAdmin(config.homeserver.url, config.homeserver.admin_token_value())
         self.identity_ready = asyncio.Event()
         self._identity_task: asyncio.Task[None] | None = None
         self.jobs = JobRunner(
@@ -104,19 +103,14 @@ class App:
             ),
             wake_jobs=self.jobs.wake,
         )
-        self.invites = InviteService(self.database, self.sessions)
+        self.invites = InviteService(self.database, self.sessions, self.admin)
         registration = RegistrationService(
-            self.database,
-            self.sessions,
-            self.invites,
-            AdminRegistrationTokens(
-                SynapseAdmin(config.homeserver.url, config.homeserver.admin_token_value())
-            ),
+            self.database, self.sessions, self.invites, AdminRegistrationTokens(self.admin)
         )
         RoomJobs(self.sessions, self.invites, self.rooms).register(self.jobs)
         room_events = RoomEvents(RoomEventService(self.sessions, config.bot.user_id))
         room_events.attach(self.bot)
-        self.bot.trust = TrustHooks(
+        self.e2ee.trust = TrustHooks(
             config.trust.mode, room_events.pinned_identities, room_events.trust_report
         )
         self.web_app = make_app(
@@ -143,8 +137,8 @@ class App:
             Readiness(
                 {
                     "database": self._check_database,
-                    "homeserver": self._check_homeserver,
-                    "sync": self._check_sync,
+                    "homeserver": self.admin.check_homeserver,
+                    "sync": self.bot.check_sync,
                     "identity": self._check_identity,
                 },
                 {"jobs": self._check_jobs},
@@ -199,6 +193,7 @@ class App:
             self._runner = None
         await self.jobs.stop()
         await self.bot.stop()
+        await self.admin.close()
         await self.database.close()
         log.info("sealroom.stopped")
 
@@ -219,22 +214,6 @@ class App:
     async def _check_database(self) -> str | None:
         await self.database.ping()
         return None
-
-    async def _check_homeserver(self) -> str | None:
-        url = f"{self.config.homeserver.url}/_matrix/client/versions"
-        async with (
-            ClientSession(timeout=ClientTimeout(total=3)) as http,
-            http.get(url) as response,
-        ):
-            return None if response.status == 200 else f"answered {response.status}"
-
-    async def _check_sync(self) -> str | None:
-        last = self.bot.last_sync_monotonic
-        if last is None:
-            return "the bot has not synced yet"
-        age = time.monotonic() - last
-        metrics.SYNC_AGE.set(age)
-        return None if age < SYNC_STALE_SECONDS else f"last sync {age:.0f} s ago"
 
     async def _check_identity(self) -> str | None:
         if self.identity_ready.is_set():

@@ -1,6 +1,8 @@
-"""Synapse's admin API: single-use registration tokens (for customers who create an account).
+"""Synapse over plain HTTP, beside the bot's nio client: the homeserver's readiness probe, and
+the admin API's single-use registration tokens (for customers who create an account).
 
-Uses the admin token from `homeserver.admin_token`; never logs a token. Docs:
+Uses the admin token from `homeserver.admin_token`; never logs a token. One HTTP session for the
+adapter's lifetime, opened on first use; the owner calls `close()`. Docs:
 https://element-hq.github.io/synapse/latest/usage/administration/admin_api/registration_tokens.html
 """
 
@@ -15,9 +17,13 @@ from urllib.parse import quote
 import structlog
 from aiohttp import ClientError, ClientSession, ClientTimeout
 
-from bridge.errors import HomeserverUnavailable, MatrixRequestFailed, SealroomError
+from bridge.errors import HomeserverUnavailable, SealroomError
+from bridge.ids import UserID
+from bridge.matrix.failures import raise_for_status, unreachable
 
 log = structlog.stdlib.get_logger(__name__)
+
+PROBE_TIMEOUT = ClientTimeout(total=3)
 
 
 class AdminNotConfigured(SealroomError):
@@ -51,6 +57,23 @@ class SynapseAdmin:
         self.base = homeserver_url.rstrip("/")
         self._token = admin_token
         self._timeout = ClientTimeout(total=timeout)
+        self._http: ClientSession | None = None
+
+    def _session(self) -> ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = ClientSession(timeout=self._timeout)
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def check_homeserver(self) -> str | None:
+        """Readiness: None if the homeserver answers its client API, else what it answered."""
+        url = f"{self.base}/_matrix/client/versions"
+        async with self._session().get(url, timeout=PROBE_TIMEOUT) as response:
+            return None if response.status == 200 else f"answered {response.status}"
 
     async def _call(
         self, what: str, method: str, path: str, body: dict[str, Any] | None = None
@@ -59,19 +82,16 @@ class SynapseAdmin:
             raise AdminNotConfigured()
         headers = {"Authorization": f"Bearer {self._token}"}
         try:
-            async with (
-                ClientSession(timeout=self._timeout) as http,
-                http.request(
-                    method,
-                    f"{self.base}/_synapse/admin{path}",
-                    data=json.dumps(body) if body is not None else None,
-                    headers=headers,
-                ) as response,
-            ):
+            async with self._session().request(
+                method,
+                f"{self.base}/_synapse/admin{path}",
+                data=json.dumps(body) if body is not None else None,
+                headers=headers,
+            ) as response:
                 data = await response.json(content_type=None)
                 status = response.status
         except (ClientError, TimeoutError, ValueError) as err:
-            raise HomeserverUnavailable(f"{what}: {type(err).__name__}") from err
+            raise unreachable(what, err) from err
         if status >= 500 or not isinstance(data, dict):
             raise HomeserverUnavailable(f"{what}: the homeserver answered {status}")
         return status, data
@@ -84,11 +104,7 @@ class SynapseAdmin:
             "/v1/registration_tokens/new",
             {"uses_allowed": 1, "expiry_time": int(expires_at.timestamp() * 1000)},
         )
-        if status >= 400:
-            raise MatrixRequestFailed(
-                f"minting a registration token: {data.get('errcode', status)}",
-                str(data.get("errcode", status)),
-            )
+        raise_for_status("minting a registration token", status, data, quote_error=False)
         return _parse(data)
 
     async def get_registration_token(self, token: str) -> RegistrationToken | None:
@@ -99,22 +115,14 @@ class SynapseAdmin:
         )
         if status == 404:
             return None
-        if status >= 400:
-            raise MatrixRequestFailed(
-                f"reading a registration token: {data.get('errcode', status)}",
-                str(data.get("errcode", status)),
-            )
+        raise_for_status("reading a registration token", status, data, quote_error=False)
         return _parse(data)
 
     async def valid_registration_tokens(self) -> list[RegistrationToken]:
         status, data = await self._call(
             "listing registration tokens", "GET", "/v1/registration_tokens?valid=true"
         )
-        if status >= 400:
-            raise MatrixRequestFailed(
-                f"listing registration tokens: {data.get('errcode', status)}",
-                str(data.get("errcode", status)),
-            )
+        raise_for_status("listing registration tokens", status, data, quote_error=False)
         return [_parse(item) for item in data.get("registration_tokens", [])]
 
     async def delete_registration_token(self, token: str) -> None:
@@ -124,11 +132,36 @@ class SynapseAdmin:
             "DELETE",
             f"/v1/registration_tokens/{quote(token, safe='')}",
         )
-        if status >= 400 and status != 404:
-            raise MatrixRequestFailed(
-                f"revoking a registration token: {data.get('errcode', status)}",
-                str(data.get("errcode", status)),
+        if status != 404:
+            raise_for_status("revoking a registration token", status, data, quote_error=False)
+
+    async def exists(self, user_id: UserID) -> bool:
+        """Whether an active account `user_id` exists (bridge.ports.Accounts).
+
+        With the admin token, the admin API knows deactivated accounts too; without it, the
+        client API's public profile lookup: 404 means no such user. A homeserver that keeps
+        profiles private cannot tell, and the account is given the benefit of the doubt.
+
+        Raises:
+            HomeserverUnavailable: the homeserver cannot tell right now.
+        """
+        if self._token:
+            status, data = await self._call(
+                "looking up an account", "GET", f"/v2/users/{quote(user_id, safe='')}"
             )
+            if status == 404:
+                return False
+            raise_for_status("looking up an account", status, data)
+            return not data.get("deactivated", False)
+        url = f"{self.base}/_matrix/client/v3/profile/{quote(user_id, safe='')}"
+        try:
+            async with self._session().get(url) as response:
+                status = response.status
+        except (ClientError, TimeoutError) as err:
+            raise unreachable("looking up an account", err) from err
+        if status >= 500:
+            raise HomeserverUnavailable(f"looking up an account: the homeserver answered {status}")
+        return status != 404
 
     async def user_created_at(self, user_id: str) -> datetime | None:
         """When the account was created, or None if it does not exist."""
@@ -137,11 +170,7 @@ class SynapseAdmin:
         )
         if status == 404:
             return None
-        if status >= 400:
-            raise MatrixRequestFailed(
-                f"reading an account: {data.get('errcode', status)}",
-                str(data.get("errcode", status)),
-            )
+        raise_for_status("reading an account", status, data, quote_error=False)
         created = data.get("creation_ts")
         if not isinstance(created, int):
             return None

@@ -10,7 +10,8 @@ cross-signed. matrix-nio has no cross-signing, so this module does it with the p
   The recovery key is returned once for the admin and kept nowhere.
 - `restore(recovery_key)`: after the bot's store was lost (a new device), read the self-signing
   key from secret storage and sign the new device.
-- `backup_room_keys()`: upload the bot's own Megolm sessions to the key backup.
+- `ensure()`: at start-up, set up or check; hands the key backup to the encryption manager,
+  which backs up each room key the bot sends (bridge.matrix.e2ee).
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from typing import Any
 
 import structlog
 
-from bridge.errors import MatrixRequestFailed, SealroomError
+from bridge.errors import SealroomError
 from bridge.matrix import identity
 from bridge.matrix.client import BotClient
-from bridge.matrix.key_backup import BackupTarget
+from bridge.matrix.e2ee import BackupTarget, EncryptionManager
+from bridge.matrix.failures import raise_for_status
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -69,8 +71,9 @@ def _key_of(key_object: dict[str, Any] | None) -> str | None:
 
 
 class BotIdentity:
-    def __init__(self, bot: BotClient, password: str | None) -> None:
+    def __init__(self, bot: BotClient, e2ee: EncryptionManager, password: str | None) -> None:
         self.bot = bot
+        self.e2ee = e2ee
         self.password = password
 
     @property
@@ -93,8 +96,7 @@ class BotIdentity:
         )
         if status == 404:
             return None
-        if status >= 400:
-            raise MatrixRequestFailed(f"reading account data {kind}: {data.get('errcode')}")
+        raise_for_status(f"reading account data {kind}", status, data)
         return data
 
     async def _put_account_data(self, kind: str, content: dict[str, Any]) -> None:
@@ -108,8 +110,7 @@ class BotIdentity:
         )
         if status == 404:
             return None
-        if status >= 400:
-            raise MatrixRequestFailed(f"reading the key backup: {data.get('errcode')}")
+        raise_for_status("reading the key backup", status, data)
         return data
 
     async def status(self) -> IdentityStatus:
@@ -158,12 +159,7 @@ class BotIdentity:
             status, data = await self.bot.request(
                 "uploading cross-signing keys", "POST", path, {**body, "auth": auth}
             )
-        if status >= 400:
-            raise MatrixRequestFailed(
-                f"uploading cross-signing keys: {data.get('errcode', status)} "
-                f"{data.get('error', '')}",
-                str(data.get("errcode", status)),
-            )
+        raise_for_status("uploading cross-signing keys", status, data)
 
     async def _sign_own_device(self, ssk_seed: bytes) -> None:
         keys = await self._query_own_keys()
@@ -193,10 +189,10 @@ class BotIdentity:
         await self._put_account_data(name, {"encrypted": {key_id: encrypted}})
 
     def _device_sign(self, obj: dict[str, Any]) -> str:
-        olm = self.bot.client.olm if self.bot.client else None
-        if olm is None:
+        signature = self.e2ee.device_signature(obj)
+        if signature is None:
             raise IdentityProblem("the bot's encryption is not ready")
-        return str(olm.sign_json(obj))
+        return signature
 
     async def setup(self) -> str:
         """Create cross-signing, secret storage and key backup; return the recovery key once."""
@@ -314,7 +310,7 @@ class BotIdentity:
                 hint="run `sealroom bot-identity --recovery-key` with the bot's recovery key",
             )
         if status.backup_version and status.backup_public_key:
-            self.bot.backup = BackupTarget(status.backup_version, status.backup_public_key)
+            self.e2ee.backup = BackupTarget(status.backup_version, status.backup_public_key)
         return recovery_key
 
 

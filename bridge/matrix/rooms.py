@@ -1,6 +1,7 @@
 """MatrixRooms on top of BotClient: secure room creation, invites, notices, removal.
 
 Every operation treats "already done" as success, so a job can run it again after a crash.
+No nio here: the client's typed calls and the encryption manager's send do the Matrix part.
 """
 
 from __future__ import annotations
@@ -8,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from nio import RoomPreset, RoomVisibility
 
 from bridge.errors import MatrixRequestFailed
 from bridge.ids import RoomID, UserID
 from bridge.matrix.client import BotClient
+from bridge.matrix.e2ee import EncryptionManager
 from bridge.ports import RoomSpec
 
 log = structlog.stdlib.get_logger(__name__)
@@ -81,8 +82,9 @@ def initial_state(session_id: str) -> list[dict[str, Any]]:
 class MatrixRoomService:
     """Implements bridge.ports.MatrixRooms."""
 
-    def __init__(self, bot: BotClient, server_name: str) -> None:
+    def __init__(self, bot: BotClient, e2ee: EncryptionManager, server_name: str) -> None:
         self.bot = bot
+        self.e2ee = e2ee
         self.server_name = server_name
         self._default_room_version: str | None = None
 
@@ -105,41 +107,33 @@ class MatrixRoomService:
         await self.bot.wait_until_synced(timeout=30)
         version = await self._room_version(spec.room_version)
         try:
-            response = await self.bot.call(
-                "creating the secure room",
-                lambda c: c.room_create(
-                    visibility=RoomVisibility.private,
-                    alias=spec.alias_localpart,
-                    name=spec.name,
-                    topic=spec.topic,
-                    room_version=version,
-                    federate=True,
-                    preset=RoomPreset.private_chat,
-                    invite=list(spec.invite),
-                    initial_state=initial_state(spec.session_id),
-                    power_level_override=power_levels(
-                        self.bot_user_id, spec.agent_user_id, version
-                    ),
-                ),
+            room_id = await self.bot.create_room(
+                alias_localpart=spec.alias_localpart,
+                name=spec.name,
+                topic=spec.topic,
+                room_version=version,
+                invite=list(spec.invite),
+                initial_state=initial_state(spec.session_id),
+                power_levels=power_levels(self.bot_user_id, spec.agent_user_id, version),
+                preset="private_chat",
+                visibility="private",
+                federate=True,
             )
         except MatrixRequestFailed as err:
             if err.matrix_errcode != "M_ROOM_IN_USE":
                 raise
             # A previous attempt created the room but its answer was lost: adopt it.
             alias = f"#{spec.alias_localpart}:{self.server_name}"
-            resolved = await self.bot.call(
-                "resolving the secure room's alias", lambda c: c.room_resolve_alias(alias)
-            )
-            room_id = RoomID(resolved.room_id)
-            log.info("room.adopted", room_id=room_id, session_id=spec.session_id)
+            adopted = RoomID(await self.bot.resolve_alias(alias))
+            log.info("room.adopted", room_id=adopted, session_id=spec.session_id)
             for user_id in spec.invite:
-                await self.invite(room_id, user_id)
-            return room_id
-        return RoomID(response.room_id)
+                await self.invite(adopted, user_id)
+            return adopted
+        return RoomID(room_id)
 
     async def invite(self, room_id: RoomID, user_id: UserID) -> None:
         try:
-            await self.bot.call("inviting", lambda c: c.room_invite(room_id, user_id))
+            await self.bot.invite(room_id, user_id)
         except MatrixRequestFailed as err:
             if _already(err, "already in the room", "is already joined", "already invited"):
                 return
@@ -147,7 +141,7 @@ class MatrixRoomService:
 
     async def send_notice(self, room_id: RoomID, text: str) -> None:
         await self.bot.wait_until_synced(timeout=30)
-        await self.bot.send_encrypted(room_id, {"msgtype": "m.notice", "body": text})
+        await self.e2ee.send_encrypted(room_id, {"msgtype": "m.notice", "body": text})
 
     async def members(self, room_id: RoomID) -> list[UserID]:
         """Joined and invited members: an open invitation must be withdrawn too."""
@@ -163,9 +157,7 @@ class MatrixRoomService:
 
     async def kick(self, room_id: RoomID, user_id: UserID, reason: str) -> None:
         try:
-            await self.bot.call(
-                "removing a member", lambda c: c.room_kick(room_id, user_id, reason)
-            )
+            await self.bot.kick(room_id, user_id, reason)
         except MatrixRequestFailed as err:
             if err.matrix_errcode in ("M_NOT_FOUND",) or _already(
                 err, "not in room", "not joined"
@@ -175,7 +167,7 @@ class MatrixRoomService:
 
     async def leave(self, room_id: RoomID) -> None:
         try:
-            await self.bot.call("leaving the room", lambda c: c.room_leave(room_id))
+            await self.bot.leave(room_id)
         except MatrixRequestFailed as err:
             if err.matrix_errcode in ("M_NOT_FOUND", "M_FORBIDDEN"):
                 return

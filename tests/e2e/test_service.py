@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from bridge.app import App
-from bridge.matrix.client import BotAlreadyRunning
+from bridge.matrix.device_files import BotAlreadyRunning
 from tests.e2e.conftest import SealroomFactory
 from tests.support.fixtures import MatrixUserFactory
 from tests.support.service_process import ServiceProcess

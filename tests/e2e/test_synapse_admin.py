@@ -55,6 +55,7 @@ async def test_a_minted_token_registers_exactly_one_account(synapse) -> None:
         != 200
     )
     assert await admin.user_created_at(f"@{second}:localhost") is None
+    await admin.close()
 
 
 async def test_a_revoked_token_is_gone(synapse) -> None:
@@ -68,6 +69,7 @@ async def test_a_revoked_token_is_gone(synapse) -> None:
         await _register_with_token(synapse, minted.token, localpart, "Pw-" + secrets.token_hex(8))
         != 200
     )
+    await admin.close()
 
 
 async def test_without_an_admin_token_or_homeserver_the_errors_say_so(synapse) -> None:
@@ -76,3 +78,4 @@ async def test_without_an_admin_token_or_homeserver_the_errors_say_so(synapse) -
     down = SynapseAdmin("http://127.0.0.1:9", "token", timeout=2)
     with pytest.raises(HomeserverUnavailable):
         await down.get_registration_token("abc")
+    await down.close()

@@ -1,0 +1,175 @@
+"""The bot device's files in `data_dir`, and the lock that keeps a second process off them.
+
+- `bot.lock`: held while the bot runs; two processes on one device would fork its Olm account.
+- `bot.json`: the one login (user, device, access token); logging in again makes a new device.
+- `sync.json`: our own sync token, written only once a sync response is fully handled.
+- `keys.json`: when the fallback key was last uploaded.
+- `backup.json`: which of the bot's Megolm sessions are already in the key backup.
+- `pickle.key`: the crypto store's key, generated only when the config gives none.
+- `crypto/`: nio's own store (SQLite), opened by nio.
+
+Writes are atomic and durable (write, fsync, rename), owner-only (they hold the device's token),
+and run in a thread: `sync.json` is written after every sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+
+from bridge.errors import SealroomError
+
+log = structlog.stdlib.get_logger(__name__)
+
+
+class BotAlreadyRunning(SealroomError):
+    errcode = "SEALROOM_BOT_LOCKED"
+    default_message = (
+        "Another sealroom process is using this bot device (its data directory is locked). "
+        "Run one process per bot, or give each its own bot account and data_dir."
+    )
+
+
+@dataclass(frozen=True)
+class SavedLogin:
+    user_id: str
+    device_id: str
+    access_token: str
+
+
+class DeviceFiles:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.store_dir = data_dir / "crypto"
+        self._lock_file: IO[str] | None = None
+        # keys.json and backup.json are written only by this process (it holds the lock), so
+        # they are read once and then kept here.
+        self._fallback_uploaded_at: float | None = None
+        self._fallback_loaded = False
+        self._backed_up: dict[str, set[str]] | None = None
+        self._backup_lock = asyncio.Lock()
+
+    # -- the lock ------------------------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Take the device for this process and prepare the directories (0700).
+
+        Raises:
+            BotAlreadyRunning: another process holds the lock.
+        """
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.data_dir / "bot.lock", "a+")  # noqa: SIM115 (held until unlock)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise BotAlreadyRunning() from None
+        self._lock_file = handle
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
+
+    def unlock(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    # -- reading and writing -------------------------------------------------------------------
+
+    def _read_json(self, name: str) -> dict[str, Any] | None:
+        path = self.data_dir / name
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else None
+
+    def _write_private(self, name: str, text: str) -> None:
+        path = self.data_dir / name
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    async def _read(self, name: str) -> dict[str, Any] | None:
+        return await asyncio.to_thread(self._read_json, name)
+
+    async def _write(self, name: str, data: dict[str, Any]) -> None:
+        await asyncio.to_thread(self._write_private, name, json.dumps(data))
+
+    def _pickle_key(self, configured: str | None) -> str:
+        if configured:
+            return configured
+        path = self.data_dir / "pickle.key"
+        if not path.exists():
+            self._write_private("pickle.key", secrets.token_urlsafe(32))
+            log.warning(
+                "bot.pickle_key_generated",
+                hint="set bot.pickle_key_file to keep the crypto store key outside data_dir",
+            )
+        return path.read_text(encoding="utf-8").strip()
+
+    async def pickle_key(self, configured: str | None) -> str:
+        """The configured key, or one generated once into `pickle.key` (never "DEFAULT_KEY")."""
+        return await asyncio.to_thread(self._pickle_key, configured)
+
+    async def load_login(self) -> SavedLogin | None:
+        saved = await self._read("bot.json")
+        if not saved:
+            return None
+        return SavedLogin(saved["user_id"], saved["device_id"], saved["access_token"])
+
+    async def save_login(self, login: SavedLogin) -> None:
+        await self._write(
+            "bot.json",
+            {
+                "user_id": login.user_id,
+                "device_id": login.device_id,
+                "access_token": login.access_token,
+            },
+        )
+
+    async def load_sync_token(self) -> str | None:
+        saved = await self._read("sync.json")
+        return str(saved["next_batch"]) if saved and saved.get("next_batch") else None
+
+    async def save_sync_token(self, next_batch: str | None) -> None:
+        await self._write("sync.json", {"next_batch": next_batch})
+
+    async def fallback_uploaded_at(self) -> float | None:
+        if not self._fallback_loaded:
+            state = await self._read("keys.json") or {}
+            self._fallback_uploaded_at = state.get("fallback_uploaded_at")
+            self._fallback_loaded = True
+        return self._fallback_uploaded_at
+
+    async def save_fallback_uploaded_at(self, uploaded_at: float | None) -> None:
+        await self._write("keys.json", {"fallback_uploaded_at": uploaded_at})
+        self._fallback_uploaded_at = uploaded_at
+        self._fallback_loaded = True
+
+    async def _backup_state(self) -> dict[str, set[str]]:
+        if self._backed_up is None:
+            state = await self._read("backup.json") or {}
+            self._backed_up = {version: set(ids) for version, ids in state.items()}
+        return self._backed_up
+
+    async def is_backed_up(self, version: str, session_id: str) -> bool:
+        return session_id in (await self._backup_state()).get(version, set())
+
+    async def record_backed_up(self, version: str, session_id: str) -> None:
+        """Remember a session in the key backup `version`; other versions are forgotten."""
+        async with self._backup_lock:
+            done = (await self._backup_state()).get(version, set()) | {session_id}
+            self._backed_up = {version: done}
+            await self._write("backup.json", {version: sorted(done)})

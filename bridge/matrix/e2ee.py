@@ -1,0 +1,389 @@
+"""The bot's end-to-end encryption on top of BotClient (the shape of mautrix's EncryptionManager).
+
+Design answers to MATRIX-NOTES.md, hooked into the client's sync:
+- a plain `sync()` never uploads, queries or claims keys: done after each sync, one-time keys
+  saved before upload and a fallback key kept (nio_compat.CryptoMachine.upload_keys);
+- nio never retries decryption: undecryptable events are kept and retried after each sync;
+- nio answers only its own user's key requests: members' devices get re-shared keys here;
+- before each send the members' devices are re-queried (one who just joined with a fresh device
+  gets the key), the trust policy (bridge.matrix.trust) decides who gets it, excluded devices
+  hear why (m.room_key.withheld), and the room key goes into the bot's key backup.
+nio's internals are reached only through bridge.matrix.nio_compat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import ClientConnectionError
+from nio import (
+    AsyncClient,
+    JoinedMembersError,
+    KeysClaimError,
+    KeysQueryError,
+    LocalProtocolError,
+    MegolmEvent,
+    RoomKeyRequest,
+    RoomMessageText,
+    SyncResponse,
+)
+from nio.crypto import OlmDevice
+
+from bridge.errors import HomeserverUnavailable, SealroomError
+from bridge.matrix import identity, nio_compat, trust
+from bridge.matrix.client import BotClient
+from bridge.matrix.failures import raise_for_error, unreachable
+from bridge.matrix.nio_compat import CryptoMachine
+
+log = structlog.stdlib.get_logger(__name__)
+
+MEGOLM = "m.megolm.v1.aes-sha2"
+MAX_UNDECRYPTED = 1000
+
+
+@dataclass(frozen=True)
+class BackupTarget:
+    """The account's key backup (m.megolm_backup.v1); its public key is enough to add to it."""
+
+    version: str
+    public_key: str
+
+
+@dataclass(frozen=True)
+class TrustHooks:
+    """What the trust policy needs from the domain: the pins, and where to report findings."""
+
+    mode: trust.Mode
+    pins: Callable[[list[str]], Awaitable[dict[str, str]]]
+    report: Callable[
+        [str, dict[str, str], list[tuple[str, str, str]], dict[str, tuple[str, str]]],
+        Awaitable[None],
+    ]
+
+
+def backup_body(
+    sender_key: str, ed25519: str, index: int, session_key: str, public_key: str
+) -> dict[str, Any]:
+    """The key-backup entry for one of the bot's own inbound Megolm sessions."""
+    session_data = {
+        "algorithm": MEGOLM,
+        "sender_key": sender_key,
+        "session_key": session_key,
+        "sender_claimed_keys": {"ed25519": ed25519},
+        "forwarding_curve25519_key_chain": [],
+    }
+    return {
+        "first_message_index": index,
+        "forwarded_count": 0,
+        "is_verified": True,
+        "session_data": identity.encrypt_backup_session(public_key, session_data),
+    }
+
+
+class EncryptionManager:
+    def __init__(self, bot: BotClient) -> None:
+        self.bot = bot
+        # Set by BotIdentity once the account has a key backup; None: nothing is backed up.
+        self.backup: BackupTarget | None = None
+        # None behaves like the tofu mode.
+        self.trust: TrustHooks | None = None
+        self._keys_lock = asyncio.Lock()
+        self._undecrypted: dict[str, MegolmEvent] = {}
+        self._key_requests: list[RoomKeyRequest] = []
+        self._share_failed = False
+        self._withheld_sent: set[tuple[str, str, str]] = set()
+        self._room_locks: dict[str, asyncio.Lock] = {}
+        # (user, device) pairs the trust policy excludes; nio asks through route_trust_to_policy.
+        self._excluded: set[tuple[str, str]] = set()
+        bot.on_client_ready(self._attach)
+        bot.on_sync(self._after_sync)
+
+    def _attach(self, client: AsyncClient) -> None:
+        client.add_event_callback(self._undecryptable_event, MegolmEvent)
+        nio_compat.guard_share_errors(client, self._note_share_failed)
+        nio_compat.route_trust_to_policy(client, self._is_excluded)
+
+    def _note_share_failed(self) -> None:
+        self._share_failed = True
+
+    def _is_excluded(self, user_id: str, device_id: str) -> bool:
+        return (user_id, device_id) in self._excluded
+
+    def _machine(self) -> CryptoMachine | None:
+        return CryptoMachine.of(self.bot.require_client())
+
+    def device_signature(self, obj: dict[str, Any]) -> str | None:
+        """The bot device's signature of `obj`; None while its encryption is not loaded."""
+        client = self.bot.client
+        machine = CryptoMachine.of(client) if client is not None else None
+        return None if machine is None else machine.sign(obj)
+
+    # -- after each sync -----------------------------------------------------------------------
+
+    async def _after_sync(self, response: SyncResponse) -> None:
+        client = self.bot.require_client()
+        # nio drops other users' room-key requests silently; pick them up here.
+        self._key_requests.extend(
+            event
+            for event in response.to_device_events
+            if isinstance(event, RoomKeyRequest) and event.sender != client.user_id
+        )
+        async with self._keys_lock:
+            await self._upload_keys_if_needed()
+            if client.should_query_keys:
+                queried = await client.keys_query()
+                if isinstance(queried, KeysQueryError):
+                    raise_for_error(queried, "querying device keys")
+            if client.should_claim_keys:
+                users = client.get_users_for_key_claiming()
+                raise_for_error(await client.keys_claim(users), "claiming one-time keys")
+            await self._answer_key_requests()
+            await client.send_to_device_messages()
+        await self._retry_decryption()
+
+    async def _upload_keys_if_needed(self) -> None:
+        machine = self._machine()
+        if machine is None:
+            return
+        uploaded_at = await self.bot.files.fallback_uploaded_at()
+        if not machine.needs_key_upload(uploaded_at):
+            return
+
+        async def post(content: dict[str, Any]) -> dict[str, Any]:
+            return await self.bot.request_json(
+                "uploading keys", "POST", ["keys", "upload"], content
+            )
+
+        new_uploaded_at = await machine.upload_keys(post, uploaded_at)
+        if new_uploaded_at != uploaded_at:
+            await self.bot.files.save_fallback_uploaded_at(new_uploaded_at)
+
+    async def _undecryptable_event(self, room: Any, event: MegolmEvent) -> None:
+        """nio never retries decryption: keep the event and try again when keys arrive."""
+        event.room_id = room.room_id
+        if len(self._undecrypted) < MAX_UNDECRYPTED:
+            self._undecrypted[event.event_id] = event
+        log.info("bot.undecryptable", room_id=room.room_id, event_id=event.event_id)
+
+    async def _retry_decryption(self) -> None:
+        client = self.bot.require_client()
+        for event_id, event in list(self._undecrypted.items()):
+            try:
+                decrypted = client.decrypt_event(event)
+            except Exception:  # noqa: S112 (still no key: keep waiting)
+                continue
+            del self._undecrypted[event_id]
+            if isinstance(decrypted, RoomMessageText):
+                await self.bot.deliver_message(
+                    event.room_id, decrypted.sender, decrypted.body, event.event_id
+                )
+
+    async def _answer_key_requests(self) -> None:
+        """Re-share our own room keys with devices of the room's current members.
+
+        nio answers only its own user's devices; a member's device that missed a key (for example
+        one that logged in just after the key was sent) asks, and gets it if it is still a member.
+        """
+        client = self.bot.require_client()
+        machine = CryptoMachine.of(client)
+        if machine is None:
+            return
+        requests, self._key_requests = self._key_requests, []
+        for event in requests:
+            room = client.rooms.get(event.room_id)
+            if room is None or event.sender not in room.users:
+                log.info("bot.key_request_refused", reason="not a member", room_id=event.room_id)
+                continue
+            if event.sender_key != machine.curve25519:
+                continue
+            group_session = machine.own_group_session(event.room_id, event.session_id)
+            device: OlmDevice | None = next(
+                (
+                    known
+                    for known in client.device_store.active_user_devices(event.sender)
+                    if known.id == event.requesting_device_id
+                ),
+                None,
+            )
+            if group_session is None or device is None:
+                log.info(
+                    "bot.key_request_refused",
+                    reason="unknown session" if group_session is None else "unknown device",
+                    room_id=event.room_id,
+                )
+                continue
+            if not await self._device_allowed(event.sender, device.id):
+                log.info("bot.key_request_refused", reason="untrusted", room_id=event.room_id)
+                continue
+            if not machine.has_olm_session(device):
+                claim = await client.keys_claim({event.sender: [device.id]})
+                if isinstance(claim, KeysClaimError):
+                    continue
+            if not machine.forward_room_key(event.room_id, group_session, device):
+                continue
+            log.info("bot.key_reshared", room_id=event.room_id, device_id=device.id)
+
+    # -- trust ---------------------------------------------------------------------------------
+
+    async def refresh_devices(self, room_id: str) -> None:
+        """Re-query every member's devices before encrypting, so none is stale or missing."""
+        client = self.bot.require_client()
+        room = client.rooms.get(room_id)
+        machine = CryptoMachine.of(client)
+        if room is None or machine is None:
+            return
+        async with self._keys_lock:
+            if not room.members_synced:
+                response = await client.joined_members(room_id)
+                if isinstance(response, JoinedMembersError):
+                    raise_for_error(response, "listing room members")
+            machine.query_keys_of({user for user in room.users if user != client.user_id})
+            if client.should_query_keys:
+                queried = await client.keys_query()
+                if isinstance(queried, KeysQueryError):
+                    raise_for_error(queried, "querying device keys")
+
+    async def _apply_trust(self, room_id: str) -> trust.TrustDecision:
+        """Decide which member devices may get the room key (see bridge.matrix.trust)."""
+        client = self.bot.require_client()
+        room = client.rooms[room_id]
+        decision = await self._trust_decision(sorted(room.users))
+        excluded = decision.excluded_devices()
+        before = {item for item in self._excluded if item[0] in room.users}
+        if excluded != before:
+            # A device that just lost trust must not keep reading with the current key, and one
+            # that gained it needs a key: start a new group session either way.
+            client.invalidate_outbound_session(room_id)
+            self._excluded = (self._excluded - before) | excluded
+        return decision
+
+    async def _device_allowed(self, user_id: str, device_id: str) -> bool:
+        """The trust policy for one device (a key request), checked against the homeserver now."""
+        decision = await self._trust_decision([user_id])
+        return (user_id, device_id) not in decision.excluded_devices()
+
+    async def _trust_decision(self, members: list[str]) -> trust.TrustDecision:
+        """The policy's verdict on the members' devices, from the homeserver's current keys."""
+        if self.trust is None or self.trust.mode != "strict":
+            return trust.TrustDecision()
+        answer = await self.bot.request_json(
+            "checking the members' identities",
+            "POST",
+            ["keys", "query"],
+            {"device_keys": {user: [] for user in members}},
+        )
+        pins = await self.trust.pins(members)
+        return trust.decide("strict", answer, members, pins, bot_user_id=self.bot.settings.user_id)
+
+    async def _send_withheld(self, room_id: str, decision: trust.TrustDecision) -> None:
+        """Tell excluded devices why they get no key (spec: m.room_key.withheld, m.unverified)."""
+        machine = self._machine()
+        session_id = machine.outbound_session_id(room_id) if machine else None
+        if machine is None or session_id is None:
+            return
+        messages: dict[str, dict[str, Any]] = {}
+        for item in decision.excluded:
+            key = (session_id, item.user_id, item.device_id)
+            if key in self._withheld_sent:
+                continue
+            self._withheld_sent.add(key)
+            messages.setdefault(item.user_id, {})[item.device_id] = {
+                "algorithm": MEGOLM,
+                "room_id": room_id,
+                "session_id": session_id,
+                "sender_key": machine.curve25519,
+                "code": trust.WITHHELD_UNVERIFIED,
+                "reason": "This sender shares keys only with devices verified by their owner.",
+            }
+        if messages:
+            await self.bot.request_json(
+                "sending withheld notices",
+                "PUT",
+                ["sendToDevice", "m.room_key.withheld", secrets.token_hex(12)],
+                {"messages": messages},
+            )
+
+    # -- sending -------------------------------------------------------------------------------
+
+    async def send_encrypted(self, room_id: str, content: dict[str, Any]) -> str:
+        """Encrypt and send into a room; one send per room at a time.
+
+        The lock keeps a slow send from applying a stale trust decision after a newer one, and
+        keeps nio from sharing two group sessions for one room at once.
+        """
+        lock = self._room_locks.setdefault(room_id, asyncio.Lock())
+        async with lock:
+            return await self._send_encrypted(room_id, content)
+
+    async def _send_encrypted(self, room_id: str, content: dict[str, Any]) -> str:
+        await self.bot.wait_for_room(room_id)
+        await self.refresh_devices(room_id)
+        decision = await self._apply_trust(room_id)
+        client = self.bot.require_client()
+        machine = CryptoMachine.of(client)
+        try:
+            if machine is not None and machine.should_share_group_session(room_id):
+                self._share_failed = False
+                await client.share_group_session(room_id, ignore_unverified_devices=True)
+                if self._share_failed:
+                    # Some device did not get the key: start over with a fresh session later.
+                    client.invalidate_outbound_session(room_id)
+                    raise HomeserverUnavailable("sharing the room key failed; will retry")
+            response = await client.room_send(
+                room_id, "m.room.message", content, ignore_unverified_devices=True
+            )
+        except LocalProtocolError as err:
+            raise HomeserverUnavailable(f"sending a notice: {err}") from err
+        except (ClientConnectionError, TimeoutError, OSError) as err:
+            raise unreachable("sending a notice", err) from err
+        raise_for_error(response, "sending a notice")
+        await self._backup_outbound_session(room_id)
+        await self._send_withheld(room_id, decision)
+        if self.trust is not None and (
+            decision.excluded or decision.new_pins or decision.identity_changes
+        ):
+            await self.trust.report(
+                room_id,
+                decision.new_pins,
+                [(item.user_id, item.device_id, item.reason) for item in decision.excluded],
+                decision.identity_changes,
+            )
+        return str(response.event_id)
+
+    async def _backup_outbound_session(self, room_id: str) -> None:
+        """Put the room key of what we just sent into the key backup (once per session).
+
+        Best effort: a failure is logged, the notice itself was delivered.
+        """
+        target = self.backup
+        machine = self._machine()
+        if target is None or machine is None:
+            return
+        session_id = machine.outbound_session_id(room_id)
+        if session_id is None or await self.bot.files.is_backed_up(target.version, session_id):
+            return
+        exported = machine.export_own_session(room_id, session_id)
+        if exported is None:
+            return
+        index, session_key = exported
+        body = backup_body(
+            machine.curve25519, machine.ed25519, index, session_key, target.public_key
+        )
+        try:
+            await self.bot.request_json(
+                "backing up a room key",
+                "PUT",
+                ["room_keys", "keys", room_id, session_id],
+                body,
+                query={"version": target.version},
+            )
+        except SealroomError as err:
+            log.warning("bot.backup_failed", room_id=room_id, error=err.errcode)
+            return
+        await self.bot.files.record_backed_up(target.version, session_id)
+        log.info("bot.room_key_backed_up", room_id=room_id, version=target.version)

@@ -1,0 +1,266 @@
+"""Every workaround for matrix-nio 0.26 and every nio name that is not public API, in one place.
+
+Other modules use nio's documented client API only (`AsyncClient` methods, responses, events);
+whatever reaches into nio's Olm machine (`client.olm`), a private name or a monkeypatch is here.
+An nio upgrade starts in this file: check each item against the new version's source, then add
+the version to KNOWN_NIO_VERSIONS. On any other version the bot refuses to start.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from importlib import metadata
+from typing import Any
+
+import structlog
+from nio import Api, AsyncClient, ShareGroupSessionError
+from nio.crypto import OlmDevice
+
+from bridge.errors import SealroomError
+
+log = structlog.stdlib.get_logger(__name__)
+
+KNOWN_NIO_VERSIONS = frozenset({"0.26.0"})
+
+FALLBACK_ROTATION_SECONDS = 7 * 24 * 3600
+KEY_ALGORITHM = "signed_curve25519"
+
+Post = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class NioVersionUnknown(SealroomError):
+    errcode = "SEALROOM_NIO_VERSION_UNKNOWN"
+
+
+def check_nio_version(installed: str | None = None) -> None:
+    """Refuse an nio whose internals nobody checked: its failures would be silent key loss.
+
+    Raises:
+        NioVersionUnknown: the installed matrix-nio is not in KNOWN_NIO_VERSIONS.
+    """
+    if installed is None:
+        try:
+            installed = metadata.version("matrix-nio")
+        except metadata.PackageNotFoundError:
+            installed = "none"
+    if installed not in KNOWN_NIO_VERSIONS:
+        raise NioVersionUnknown(
+            f"matrix-nio {installed} is installed, but sealroom's workarounds for nio's "
+            f"internals are checked only against {', '.join(sorted(KNOWN_NIO_VERSIONS))} "
+            "(bridge/matrix/nio_compat.py). Install a known version."
+        )
+
+
+def api_path(path: Sequence[str], query: dict[str, str] | None = None) -> str:
+    """A percent-encoded client-API path (/_matrix/client/v3/...) for a raw request."""
+    return str(Api._build_path(list(path), query))
+
+
+# -- monkeypatches -------------------------------------------------------------------------------
+
+
+def guard_share_errors(client: AsyncClient, on_failure: Callable[[], None]) -> None:
+    """Two nio 0.26 bugs around a failed /sendToDevice while sharing a room key.
+
+    `ShareGroupSessionError.from_dict` puts the shared-with set into `soft_logout`, and
+    `receive_response` then clears the access token (every later call fails with
+    M_UNKNOWN_TOKEN); and `share_group_session` marks the session shared anyway, so devices
+    that missed the key could never read the message. We keep the token and report the
+    failure, so the sender can throw the session away and retry.
+    """
+    original = client.receive_response
+
+    async def receive_response(response: Any) -> None:
+        token = client.access_token
+        await original(response)
+        if isinstance(response, ShareGroupSessionError):
+            on_failure()
+            if not client.access_token:
+                client.access_token = token
+                log.warning("bot.share_failed_token_kept")
+
+    client.receive_response = receive_response
+
+
+def route_trust_to_policy(client: AsyncClient, excluded: Callable[[str, str], bool]) -> None:
+    """nio skips 'blacklisted' devices when it shares a room key: let our policy decide.
+
+    nio's own trust store cannot un-blacklist reliably, so `excluded(user_id, device_id)` is
+    asked first, then nio's store.
+    """
+    olm = client.olm
+    if olm is None:
+        return
+    original = olm.is_device_blacklisted
+
+    def is_device_blacklisted(device: OlmDevice) -> bool:
+        return excluded(device.user_id, device.id) or bool(original(device))
+
+    olm.is_device_blacklisted = is_device_blacklisted
+
+
+# -- nio's Olm machine ---------------------------------------------------------------------------
+
+
+class CryptoMachine:
+    """What sealroom reads and writes in nio's Olm machine (`client.olm`, not public API)."""
+
+    def __init__(self, olm: Any) -> None:
+        self._olm = olm
+
+    @classmethod
+    def of(cls, client: AsyncClient) -> CryptoMachine | None:
+        """None until nio has loaded the crypto store (after login)."""
+        return None if client.olm is None else cls(client.olm)
+
+    @property
+    def curve25519(self) -> str:
+        return str(self._olm.account.identity_keys["curve25519"])
+
+    @property
+    def ed25519(self) -> str:
+        return str(self._olm.account.identity_keys["ed25519"])
+
+    def sign(self, obj: dict[str, Any]) -> str:
+        """The device's ed25519 signature of `obj` (canonical JSON)."""
+        return str(self._olm.sign_json(obj))
+
+    def should_share_group_session(self, room_id: str) -> bool:
+        return bool(self._olm.should_share_group_session(room_id))
+
+    def query_keys_of(self, users: set[str]) -> None:
+        """Have the next `keys_query()` fetch these users' devices, changed or not."""
+        self._olm.users_for_key_query.update(users)
+
+    def outbound_session_id(self, room_id: str) -> str | None:
+        outbound = self._olm.outbound_group_sessions.get(room_id)
+        return None if outbound is None else str(outbound.id)
+
+    def own_group_session(self, room_id: str, session_id: str) -> Any | None:
+        """One of the bot's own inbound Megolm sessions (opaque; for `forward_room_key`)."""
+        return self._olm.inbound_group_store.get(room_id, self.curve25519, session_id)
+
+    def export_own_session(self, room_id: str, session_id: str) -> tuple[int, str] | None:
+        """(first known index, session key exported at it), for the key backup."""
+        group_session = self.own_group_session(room_id, session_id)
+        if group_session is None:
+            return None
+        index = int(group_session.first_known_index)
+        return index, str(group_session.export_session(index))
+
+    def has_olm_session(self, device: OlmDevice) -> bool:
+        return self._olm.session_store.get(device.curve25519) is not None
+
+    def forward_room_key(self, room_id: str, group_session: Any, device: OlmDevice) -> bool:
+        """Queue an m.forwarded_room_key for `device`; False without an Olm session to it.
+
+        Sent with the client's next `send_to_device_messages()`.
+        """
+        session = self._olm.session_store.get(device.curve25519)
+        if session is None:
+            return False
+        self._olm.outgoing_to_device_messages.append(
+            self._olm._encrypt_forwarding_key(room_id, group_session, session, device)
+        )
+        return True
+
+    # -- key upload without nio's crash window, and with a fallback key --------------------------
+    #
+    # nio generates one-time keys in memory, uploads them, and saves its account only after the
+    # answer. A crash in between leaves the server holding keys the saved account never had; the
+    # next keys get the same ids with other material, and Synapse refuses every later upload
+    # ("One time key ... already exists"). Here the account is saved *before* the upload, so a
+    # retry after a crash sends exactly the same keys, which the server accepts. nio also never
+    # uploads a fallback key: a bot whose one-time keys ran out while it was down could not be
+    # reached by new devices. We upload one and rotate it weekly.
+
+    def _signed(self, key: str, *, fallback: bool = False) -> dict[str, Any]:
+        olm = self._olm
+        body: dict[str, Any] = {"key": key}
+        if fallback:
+            body["fallback"] = True
+        body["signatures"] = {olm.user_id: {f"ed25519:{olm.device_id}": self.sign(dict(body))}}
+        return body
+
+    def _device_keys(self) -> dict[str, Any]:
+        olm = self._olm
+        keys: dict[str, Any] = {
+            "algorithms": olm._algorithms,
+            "device_id": olm.device_id,
+            "user_id": olm.user_id,
+            "keys": {
+                f"curve25519:{olm.device_id}": self.curve25519,
+                f"ed25519:{olm.device_id}": self.ed25519,
+            },
+        }
+        keys["signatures"] = {olm.user_id: {f"ed25519:{olm.device_id}": self.sign(dict(keys))}}
+        return keys
+
+    def needs_key_upload(
+        self, fallback_uploaded_at: float | None, now: float | None = None
+    ) -> bool:
+        olm = self._olm
+        now = time.time() if now is None else now
+        vz = olm.account._account
+        if not olm.account.shared or vz.one_time_keys or vz.fallback_key:
+            return True  # first upload, or keys prepared by a run that did not finish
+        if fallback_uploaded_at is None or now - fallback_uploaded_at > FALLBACK_ROTATION_SECONDS:
+            return True
+        if olm.uploaded_key_count is None:
+            return False
+        return bool(olm.uploaded_key_count < vz.max_number_of_one_time_keys // 2)
+
+    async def upload_keys(self, post: Post, fallback_uploaded_at: float | None) -> float | None:
+        """Prepare keys, save the account, upload; returns when the fallback key was uploaded.
+
+        Keys prepared by an earlier run that crashed are sent again as they are (never
+        regenerated).
+        """
+        olm = self._olm
+        vz = olm.account._account
+        target = vz.max_number_of_one_time_keys // 2
+        pending = dict(vz.one_time_keys)
+        if not pending and olm.account.shared and olm.uploaded_key_count is not None:
+            missing = target - olm.uploaded_key_count
+            if missing > 0:
+                vz.generate_one_time_keys(missing)
+        elif not pending and not olm.account.shared:
+            vz.generate_one_time_keys(target)
+        now = time.time()
+        rotate = (
+            fallback_uploaded_at is None or now - fallback_uploaded_at > FALLBACK_ROTATION_SECONDS
+        )
+        if rotate and not vz.fallback_key:
+            vz.generate_fallback_key()
+        # The crash-window fix: the keys exist on disk before the server can have them.
+        olm.save_account()
+
+        content: dict[str, Any] = {}
+        if not olm.account.shared:
+            content["device_keys"] = self._device_keys()
+        one_time = {
+            f"{KEY_ALGORITHM}:{key_id}": self._signed(key.to_base64())
+            for key_id, key in vz.one_time_keys.items()
+        }
+        if one_time:
+            content["one_time_keys"] = one_time
+        fallback = {
+            f"{KEY_ALGORITHM}:{key_id}": self._signed(key.to_base64(), fallback=True)
+            for key_id, key in vz.fallback_key.items()
+        }
+        if fallback:
+            content["fallback_keys"] = fallback
+        answer = await post(content)
+        counts = answer.get("one_time_key_counts", {})
+        olm.account.shared = True
+        olm.uploaded_key_count = int(counts.get(KEY_ALGORITHM, 0))
+        vz.mark_keys_as_published()
+        olm.save_account()
+        log.info(
+            "bot.keys_uploaded",
+            one_time_keys=len(one_time),
+            fallback_key=bool(fallback),
+            server_count=olm.uploaded_key_count,
+        )
+        return now if fallback else fallback_uploaded_at

@@ -1,0 +1,77 @@
+"""The bot device's files: one process per device, private and atomic writes, cached reads."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from bridge.matrix.device_files import BotAlreadyRunning, DeviceFiles, SavedLogin
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_second_lock_on_the_same_directory_is_refused(tmp_path: Path) -> None:
+    first = DeviceFiles(tmp_path / "data")
+    first.lock()
+    try:
+        with pytest.raises(BotAlreadyRunning, match="one process per bot"):
+            DeviceFiles(tmp_path / "data").lock()
+    finally:
+        first.unlock()
+    again = DeviceFiles(tmp_path / "data")
+    again.lock()
+    again.unlock()
+    assert _mode(tmp_path / "data") == 0o700
+    assert (tmp_path / "data" / "crypto").is_dir()
+
+
+async def test_login_and_sync_token_round_trip_in_owner_only_files(tmp_path: Path) -> None:
+    files = DeviceFiles(tmp_path)
+    assert await files.load_login() is None
+    assert await files.load_sync_token() is None
+    login = SavedLogin("@bot:example.org", "DEVICE", "syt_secret")
+    await files.save_login(login)
+    await files.save_sync_token("s72_1")
+    assert await DeviceFiles(tmp_path).load_login() == login
+    assert await DeviceFiles(tmp_path).load_sync_token() == "s72_1"
+    assert _mode(tmp_path / "bot.json") == 0o600
+    assert _mode(tmp_path / "sync.json") == 0o600
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+async def test_pickle_key_is_configured_or_generated_once(tmp_path: Path) -> None:
+    files = DeviceFiles(tmp_path)
+    assert await files.pickle_key("from-config") == "from-config"
+    assert not (tmp_path / "pickle.key").exists()
+    generated = await files.pickle_key(None)
+    assert len(generated) >= 32
+    assert generated != "DEFAULT_KEY"
+    assert await DeviceFiles(tmp_path).pickle_key(None) == generated
+    assert _mode(tmp_path / "pickle.key") == 0o600
+
+
+async def test_fallback_key_time_is_kept(tmp_path: Path) -> None:
+    files = DeviceFiles(tmp_path)
+    assert await files.fallback_uploaded_at() is None
+    await files.save_fallback_uploaded_at(1234.5)
+    assert await files.fallback_uploaded_at() == 1234.5
+    assert await DeviceFiles(tmp_path).fallback_uploaded_at() == 1234.5
+
+
+async def test_backed_up_sessions_are_remembered_per_backup_version(tmp_path: Path) -> None:
+    files = DeviceFiles(tmp_path)
+    await files.record_backed_up("1", "session-a")
+    await files.record_backed_up("1", "session-b")
+    assert await files.is_backed_up("1", "session-a")
+    assert not await files.is_backed_up("2", "session-a")
+    reread = DeviceFiles(tmp_path)
+    assert await reread.is_backed_up("1", "session-b")
+    # A new backup version starts from nothing; the old version's list is dropped.
+    await reread.record_backed_up("2", "session-c")
+    assert json.loads((tmp_path / "backup.json").read_text()) == {"2": ["session-c"]}
+    assert not await DeviceFiles(tmp_path).is_backed_up("1", "session-a")
