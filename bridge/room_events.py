@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -125,6 +126,10 @@ class TrustFindings:
     identity_changes: list[IdentityChange] = field(default_factory=list)
 
 
+async def _always() -> bool:
+    return True
+
+
 class RoomEventService:
     def __init__(self, sessions: SessionService, bot_user_id: str) -> None:
         self.sessions = sessions
@@ -164,12 +169,13 @@ class RoomEventService:
         body: str,
         event_id: str,
         *,
-        trusted_device: bool = True,
+        device_trusted: Callable[[], Awaitable[bool]] = _always,
     ) -> None:
         """Obey the session's agent; anyone else, and anything not a command, is ignored.
 
-        `trusted_device` is False when the strict trust policy does not trust the device the
-        command came from: then it is refused with a notice.
+        `device_trusted` says whether the trust policy trusts the device the command came from
+        (asked only for the agent's commands: it may query the homeserver); if not, the command
+        is refused with a notice.
         """
         command = parse_command(body)
         if command is None:
@@ -185,7 +191,7 @@ class RoomEventService:
                 return
             if not await first_time(db, f"command:{event_id}", now, session.id):
                 return
-            if not trusted_device:
+            if not await device_trusted():
                 await schedule_notice(db, session.id, now, notices.command_untrusted_device())
                 store.audit.record(db, now, "command.refused", session_id=session.id, actor=sender)
             else:

@@ -50,9 +50,12 @@ log = structlog.stdlib.get_logger(__name__)
 
 T = TypeVar("T")
 MemberJoined = Callable[[str, str, str], Awaitable[None]]  # room_id, user_id, event_id
+# Asked only when it matters (an agent's command): is the sending device trusted by the policy?
+DeviceTrusted = Callable[[], Awaitable[bool]]
 MessageReceived = Callable[
-    [str, str, str, str], Awaitable[None]
-]  # room_id, sender, body, event_id
+    [str, str, str, str, DeviceTrusted], Awaitable[None]
+]  # room_id, sender, body, event_id, device_trusted
+SenderTrust = Callable[[str, str | None], Awaitable[bool]]  # sender, sender's curve25519 key
 ClientReady = Callable[[AsyncClient], None]
 SyncHandled = Callable[[SyncResponse], Awaitable[None]]
 
@@ -82,6 +85,8 @@ class BotClient:
         self.client: AsyncClient | None = None
         self.on_member_joined: MemberJoined | None = None
         self.on_message: MessageReceived | None = None
+        # Set by the encryption manager: whether the device behind a sender key is trusted.
+        self.sender_trusted: SenderTrust | None = None
         self.synced = asyncio.Event()
         self.last_sync_monotonic: float | None = None
         self._task: asyncio.Task[None] | None = None
@@ -277,13 +282,24 @@ class BotClient:
             await self.on_member_joined(room.room_id, event.state_key, event.event_id)
 
     async def _message_event(self, room: Any, event: RoomMessageText) -> None:
-        await self.deliver_message(room.room_id, event.sender, event.body, event.event_id)
+        await self.deliver_message(
+            room.room_id, event.sender, event.body, event.event_id, event.sender_key
+        )
 
-    async def deliver_message(self, room_id: str, sender: str, body: str, event_id: str) -> None:
-        """Hand a text message to `on_message` (also for ones decrypted late); not our own."""
+    async def deliver_message(
+        self, room_id: str, sender: str, body: str, event_id: str, sender_key: str | None
+    ) -> None:
+        """Hand a text message to `on_message` (also for ones decrypted late); not our own.
+
+        `sender_key` is the curve25519 key of the device that encrypted it (None: sent in clear).
+        """
         if sender == self.settings.user_id or self.on_message is None:
             return
-        await self.on_message(room_id, sender, body, event_id)
+
+        async def device_trusted() -> bool:
+            return self.sender_trusted is None or await self.sender_trusted(sender, sender_key)
+
+        await self.on_message(room_id, sender, body, event_id, device_trusted)
 
     # -- requests ------------------------------------------------------------------------------
 

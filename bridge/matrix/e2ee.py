@@ -102,6 +102,7 @@ class EncryptionManager:
         self._excluded: set[tuple[str, str]] = set()
         bot.on_client_ready(self._attach)
         bot.on_sync(self._after_sync)
+        bot.sender_trusted = self.sender_trusted
 
     def _attach(self, client: AsyncClient) -> None:
         client.add_event_callback(self._undecryptable_event, MegolmEvent)
@@ -180,7 +181,11 @@ class EncryptionManager:
             del self._undecrypted[event_id]
             if isinstance(decrypted, RoomMessageText):
                 await self.bot.deliver_message(
-                    event.room_id, decrypted.sender, decrypted.body, event.event_id
+                    event.room_id,
+                    decrypted.sender,
+                    decrypted.body,
+                    event.event_id,
+                    decrypted.sender_key,
                 )
 
     async def _answer_key_requests(self) -> None:
@@ -261,6 +266,21 @@ class EncryptionManager:
             client.invalidate_outbound_session(room_id)
             self._excluded = (self._excluded - before) | excluded
         return decision
+
+    async def sender_trusted(self, user_id: str, sender_key: str | None) -> bool:
+        """Whether the device that encrypted a message is one the trust policy accepts.
+
+        In strict mode a message sent in clear, or by a device the bot does not know, is not.
+        """
+        if self.trust is None or self.trust.mode != "strict":
+            return True
+        if sender_key is None:
+            return False
+        client = self.bot.require_client()
+        for device in client.device_store.active_user_devices(user_id):
+            if device.curve25519 == sender_key:
+                return await self._device_allowed(user_id, device.id)
+        return False
 
     async def _device_allowed(self, user_id: str, device_id: str) -> bool:
         """The trust policy for one device (a key request), checked against the homeserver now."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import structlog
 
-from bridge.matrix.client import BotClient
+from bridge.matrix.client import BotClient, DeviceTrusted
 from bridge.room_events import ExcludedDevice, IdentityChange, RoomEventService, TrustFindings
 
 log = structlog.stdlib.get_logger(__name__)
@@ -24,11 +24,20 @@ class RoomEvents:
         except Exception:
             log.exception("event.member_failed", room_id=room_id, event_id=event_id)
 
-    async def message(self, room_id: str, sender: str, body: str, event_id: str) -> None:
+    async def message(
+        self,
+        room_id: str,
+        sender: str,
+        body: str,
+        event_id: str,
+        device_trusted: DeviceTrusted,
+    ) -> None:
         if not body.startswith("!"):
             return
         try:
-            await self.room_events.agent_command(room_id, sender, body, event_id)
+            await self.room_events.agent_command(
+                room_id, sender, body, event_id, device_trusted=device_trusted
+            )
         except Exception:
             log.exception("event.command_failed", room_id=room_id, event_id=event_id)
 

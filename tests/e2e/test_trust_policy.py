@@ -123,3 +123,31 @@ async def test_changed_identity_of_a_member(
     await agent.send_text(room_id, f"!trust {customer.user_id}")
     await customer.wait_for_message(room_id, _from_bot(bot_id, "new identity of"), timeout=30)
     assert "identity.accepted" in await _audit_actions(service)
+
+
+async def test_a_command_from_the_agents_unverified_device_is_refused_in_strict_mode(
+    sealroom: SealroomFactory, matrix_user: MatrixUserFactory, synapse, tmp_path
+) -> None:
+    agent = await matrix_user("agent")
+    customer = await matrix_user("customer")
+    service = await sealroom(agents={"agent@example.com": agent.user_id}, trust={"mode": "strict"})
+    bot_id = service.config.bot.user_id
+    opened_room = await _room_with_customer(service, agent, customer)
+    # A second, unverified device of the agent's account (someone who got the password, say).
+    second = await _second_device(agent, tmp_path, synapse, cross_signed=False)
+    try:
+        await second.wait_for_room(opened_room)
+        await second.send_text(opened_room, "!close")
+        refusal = await agent.wait_for_message(
+            opened_room,
+            _from_bot(bot_id, "not verified (cross-signed), so it was not carried out"),
+        )
+        assert refusal
+        assert "command.refused" in await _audit_actions(service)
+        assert "session.closing" not in await _audit_actions(service)
+
+        # The same command from the agent's verified device is obeyed.
+        await agent.send_text(opened_room, "!close")
+        await customer.wait_for_message(opened_room, _from_bot(bot_id, "being closed"))
+    finally:
+        await second.stop()
