@@ -28,6 +28,7 @@ from bridge.sessions import SessionService, Settings, utcnow
 from bridge.tasks import cancel_and_wait
 from bridge.web.app import make_app
 from bridge.web.keys import Readiness, WebSettings
+from bridge.web.server import make_runner
 from store import Database
 
 log = structlog.stdlib.get_logger(__name__)
@@ -156,7 +157,12 @@ class App:
         self.jobs.pause_until(self.bot.synced, self.identity_ready)
         await self.jobs.start()
         self._identity_task = asyncio.create_task(self._ensure_identity(), name="bot-identity")
-        self._runner = web.AppRunner(self.web_app, access_log=None, handle_signals=False)
+        self._runner = make_runner(
+            self.web_app,
+            client_timeout=self.config.http.client_timeout_seconds,
+            access_log=None,
+            handle_signals=False,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.bind, self.config.http.port)
         await site.start()
