@@ -21,9 +21,11 @@ MAX_DEPTH = 32
 # Ticket ids, counts and timestamps fit easily; a 4,301-digit number is never a real value.
 MAX_NUMBER_CHARS = 40
 
-# A string literal (skipped whole, escapes included) or one bracket. Possessive quantifiers: an
-# unterminated string cannot make the scan backtrack.
-_STRUCTURE = re.compile(r'"(?:[^"\\]++|\\.)*+"|[\[\]{}]', re.DOTALL)
+# The characters that matter for depth, and the rest of a string literal after its opening
+# quote (escapes included). Possessive quantifiers: no backtracking, so each character of the body
+# is looked at a bounded number of times, whatever it holds.
+_STRUCTURAL = re.compile(r'["\[\]{}]')
+_STRING_REST = re.compile(r'(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -32,16 +34,24 @@ class _Refused(Exception):
 
 
 def _check_depth(text: str) -> None:
+    """Refuse deep nesting before the (recursive) parser sees it; linear in the body's length."""
     depth = 0
-    for match in _STRUCTURE.finditer(text):
-        piece = match.group()
-        if piece in ("[", "{"):
+    position = 0
+    while match := _STRUCTURAL.search(text, position):
+        position = match.end()
+        char = match.group()
+        if char == '"':
+            rest = _STRING_REST.match(text, position)
+            if rest is None:
+                return  # an unterminated string: the parser stops there with a clear error
+            position = rest.end()
+        elif char in ("[", "{"):
             depth += 1
             if depth > MAX_DEPTH:
                 raise PayloadInvalid(
                     f"The body nests objects or arrays more than {MAX_DEPTH} levels deep."
                 )
-        elif piece in ("]", "}"):
+        else:
             depth -= 1
 
 
