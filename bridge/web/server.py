@@ -7,7 +7,7 @@ again when the first bytes of a next request arrive on a kept-alive connection; 
 the request's headers are complete (aiohttp then builds the request). A connection that misses
 it is closed. Bodies have their own bound in `bridge.web.body`. An idle kept-alive connection
 (no bytes since the last response) is left to aiohttp's keep-alive timeout, which must outlast a
-reverse proxy's.
+reverse proxy's. Malformed HTTP gets aiohttp's 400 and one short log line, not a traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 
@@ -60,6 +61,20 @@ class _HeaderDeadlineHandler(web.RequestHandler):
             return await super().finish_response(request, resp, start_time)
         finally:
             self._in_request = False
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """Malformed HTTP is the client's mistake: one short line, not aiohttp's traceback.
+
+        Anyone can send it, so a traceback per request would be a log flood. Only the first
+        line of the parser's message is kept: the rest echoes the offending bytes, which may
+        hold a header's secret.
+        """
+        exc = kw.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            reason = (exc.message or type(exc).__name__).strip().splitlines()[0][:120]
+            log.info("http.malformed", status=exc.code, reason=reason)
+            return
+        super().log_exception(*args, **kw)
 
     def _arm(self) -> None:
         self._disarm()

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import structlog
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -35,6 +36,7 @@ from bridge.helpdesk.signatures import StandardWebhooksVerifier, signed_headers
 from bridge.sessions import SessionService, Settings
 from bridge.web.app import make_app
 from bridge.web.keys import Readiness, WebSettings
+from bridge.web.server import make_runner
 from store.limits import AGENT_REF_MAX, SUBJECT_MAX, TICKET_REF_MAX
 from tests.support.backends import BACKENDS, migrated_database
 from tests.web.test_web import Clock, RecordingRooms
@@ -179,6 +181,13 @@ async def _ready() -> str | None:
     return None
 
 
+class ProductionRunnerServer(TestServer):
+    """aiohttp's TestServer on the runner `sealroom run` uses (header deadline, quiet 400s)."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        return make_runner(self.app, client_timeout=30, **kwargs)
+
+
 @pytest_asyncio.fixture
 async def pair(tmp_path: Path, captured_log: io.StringIO) -> AsyncIterator[Pair]:
     sides: list[Side] = []
@@ -218,7 +227,7 @@ async def pair(tmp_path: Path, captured_log: io.StringIO) -> AsyncIterator[Pair]
                 Readiness({"database": _ready}, {}),
                 max_body_bytes=MAX_BODY,
             )
-            client: TestClient[Any, Any] = TestClient(TestServer(app))
+            client: TestClient[Any, Any] = TestClient(ProductionRunnerServer(app))
             await client.start_server()
             stack.push_async_callback(client.close)
             sides.append(Side(backend, client, tokens))
@@ -594,6 +603,50 @@ async def test_a_webhook_id_that_is_not_plain_ascii_is_401_not_500(pair: Pair) -
         writer.close()
         assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
     pair.assert_clean_log()
+
+
+MALFORMED_HTTP = [
+    pytest.param(b"POST /i/lookup\x00 HTTP/1.1\r\nHost: x\r\n\r\n", id="nul-in-path"),
+    pytest.param(b"FOO BAR\r\n\r\n", id="not-http"),
+    pytest.param(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40, id="tls-hello"),
+    pytest.param(
+        b"POST /i/lookup HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk_CANARY\x01\r\n\r\n",
+        id="control-char-in-a-secret-header",
+    ),
+    pytest.param(
+        b"POST /hooks/helpdesk HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        id="bad-content-length",
+    ),
+    pytest.param(
+        b"POST /hooks/helpdesk HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+        id="smuggling-headers",
+    ),
+    pytest.param(
+        b"POST /i/lookup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"a":\r\nzz\r\n',
+        id="bad-chunk-after-headers",
+    ),
+]
+
+
+@pytest.mark.parametrize("raw", MALFORMED_HTTP)
+async def test_malformed_http_is_400_and_one_short_log_line(pair: Pair, raw: bytes) -> None:
+    """Anyone can send it: a traceback per request would be a log flood (and echo secrets)."""
+    mark = len(pair.log.getvalue())
+    for side in pair.sides:
+        reader, writer = await asyncio.open_connection("127.0.0.1", side.client.port)
+        writer.write(raw)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 30)
+        writer.close()
+        assert answer.split(b" ", 2)[1] == b"400", answer[:200]
+
+    pair.assert_clean_log()
+    assert "sk_CANARY" not in pair.log.getvalue()
+    lines = pair.log.getvalue()[mark:].strip().splitlines()
+    assert len(lines) <= len(pair.sides), lines  # a non-HTTP first line is not even logged
+    assert all(len(line) < 400 for line in lines), lines
 
 
 async def test_a_refused_request_is_one_short_log_line(pair: Pair) -> None:
