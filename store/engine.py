@@ -96,8 +96,11 @@ class Database:
             raise unavailable from None
 
     def explain(self, err: BaseException) -> DatabaseUnavailable | None:
-        """A database driver's error as one line (its own words, without SQLAlchemy's
-        boilerplate), or None for any other exception."""
+        """A driver's error as DatabaseUnavailable (its own words, without SQLAlchemy's
+        boilerplate), or None for any other exception.
+
+        One line, so that a start-up failure is one line; `kind` says what advice fits.
+        """
         if not isinstance(err, DBAPIError):
             return None
         text = str(err.orig).strip()

@@ -53,7 +53,7 @@ def _strings(data: dict[str, Any], *names: str) -> dict[str, str]:
     wrong = [f for f in names if not isinstance(data[f], str)]
     if wrong:
         raise PayloadInvalid(f"Must be a string: {', '.join(wrong)}.", wrong)
-    fields = {f: str(data[f]) for f in names}
+    fields: dict[str, str] = {f: data[f] for f in names}
     registration_token = fields.get("registration_token")
     if registration_token is not None and not _REGISTRATION_TOKEN.fullmatch(registration_token):
         raise PayloadInvalid(
