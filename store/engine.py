@@ -96,10 +96,10 @@ class Database:
             raise unavailable from None
 
     def explain(self, err: BaseException) -> DatabaseUnavailable | None:
-        """A driver's error as DatabaseUnavailable (its own words, without SQLAlchemy's
-        boilerplate), or None for any other exception.
+        """A driver's error as a one-line DatabaseUnavailable, or None for any other exception.
 
-        One line, so that a start-up failure is one line; `kind` says what advice fits.
+        The driver's own words without SQLAlchemy's boilerplate, so that a start-up failure is
+        one line; `kind` says which advice fits.
         """
         if not isinstance(err, DBAPIError):
             return None
