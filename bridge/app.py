@@ -10,7 +10,6 @@ import signal
 from datetime import timedelta
 
 import structlog
-from aiohttp import web
 
 import store.migrate
 from bridge.config import Config
@@ -32,6 +31,7 @@ from bridge.sessions import SessionService, Settings, utcnow
 from bridge.tasks import cancel_and_wait
 from bridge.web.app import make_app
 from bridge.web.keys import Readiness, Services, WebSettings
+from bridge.web.server import WebServer
 from store import Database
 
 log = structlog.stdlib.get_logger(__name__)
@@ -145,7 +145,12 @@ class App:
             ),
             max_body_bytes=config.http.max_body_bytes,
         )
-        self._runner: web.AppRunner | None = None
+        self.web = WebServer(
+            self.web_app,
+            config.http.bind,
+            config.http.port,
+            config.http.client_timeout_seconds,
+        )
         self.port: int | None = None
 
     async def start(self) -> None:
@@ -157,13 +162,8 @@ class App:
         self.jobs.pause_until(self.bot.synced, self.identity_ready)
         await self.jobs.start()
         self._identity_task = asyncio.create_task(self._ensure_identity(), name="bot-identity")
-        self._runner = web.AppRunner(self.web_app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.http.bind, self.config.http.port)
-        await site.start()
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self.config.http.port
+        await self.web.start()
+        self.port = self.web.port
         log.info("sealroom.started", bind=self.config.http.bind, port=self.port)
 
     async def _ensure_identity(self) -> None:
@@ -188,9 +188,7 @@ class App:
         if self._identity_task is not None:
             await cancel_and_wait(self._identity_task)
             self._identity_task = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self.web.stop()
         await self.jobs.stop()
         await self.bot.stop()
         await self.admin.close()

@@ -1,19 +1,32 @@
-"""Command line: `sealroom run|check-config|migrate|demo`. Exit codes: 0 ok, 2 bad config."""
+"""Command line: `sealroom run|check-config|migrate|bot-identity|demo`.
+
+Exit codes: 0 ok; 1 failed; 2 the configuration, or what it points at (data directory, database,
+HTTP port), is wrong: one line per problem on stderr, naming the key, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bridge import logs
+from bridge import logs, preflight
 from bridge.config import Config, load
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, SealroomError
+from bridge.preflight import StartupProblem
+
+if TYPE_CHECKING:
+    from bridge.app import App
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+
+# What a listening socket's bind fails with; any other error keeps its traceback (a bug).
+_LISTEN_ERRNOS = {errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,10 +79,18 @@ def _load(path: Path) -> Config | None:
     try:
         return load(path)
     except ConfigError as err:
-        print(f"{path}: {len(err.problems)} problem(s):", file=sys.stderr)
-        for problem in err.problems:
-            print(f"  {problem}", file=sys.stderr)
+        _print_problems(path, err.problems)
         return None
+
+
+def _print_problems(path: Path, problems: list[str]) -> None:
+    """One problem is one line; several are a count and then one line each."""
+    if len(problems) == 1:
+        print(f"{path}: {problems[0]}", file=sys.stderr)
+        return
+    print(f"{path}: {len(problems)} problems:", file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
 
 
 def config_secrets(config: Config) -> list[str | None]:
@@ -85,6 +106,8 @@ def config_secrets(config: Config) -> list[str | None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "check-config":
+        preflight.restrict_new_files()  # before anything below creates a file or a folder
     if args.command == "demo":
         from bridge.devtools.demo import run_demo
 
@@ -93,22 +116,36 @@ def main(argv: list[str] | None = None) -> int:
     if config is None:
         return EXIT_CONFIG
     if args.command == "check-config":
+        problem = preflight.data_dir_problem(config.bot.data_dir)
+        if problem:
+            _print_problems(args.config, [problem])
+            return EXIT_CONFIG
         print(f"{args.config}: configuration is valid")
         return EXIT_OK
     logs.configure(config.logging.level, config.logging.format, secrets=config_secrets(config))
-    if args.command == "migrate":
-        return asyncio.run(_migrate(config))
-    if args.command == "bot-identity":
-        recovery_key = _read_recovery_key() if args.recovery_key else None
-        return asyncio.run(_bot_identity(config, recovery_key))
-    return asyncio.run(_run(config))
+    try:
+        if args.command == "migrate":
+            return asyncio.run(_migrate(config))
+        if args.command == "bot-identity":
+            recovery_key = _read_recovery_key() if args.recovery_key else None
+            return asyncio.run(_bot_identity(config, recovery_key))
+        return asyncio.run(_run(config))
+    except StartupProblem as problem:
+        print(f"sealroom: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+async def _prepare(config: Config) -> None:
+    """The data directory and the database, checked before any part starts."""
+    preflight.prepare_data_dir(config.bot.data_dir)
+    await preflight.check_database(config.database_url)
 
 
 async def _migrate(config: Config) -> int:
-    import store.migrate
+    await _prepare(config)
+    import store.migrate  # after the checks: importing Alembic already logs
     from store import Database
 
-    config.bot.data_dir.mkdir(parents=True, exist_ok=True)
     database = Database(config.database_url)
     try:
         await store.migrate.upgrade_to_head(database)
@@ -128,12 +165,11 @@ def _read_recovery_key() -> str:
 
 
 async def _bot_identity(config: Config, recovery_key: str | None) -> int:
+    await _prepare(config)
     from bridge.app import App, show_recovery_key
-    from bridge.errors import SealroomError
     from bridge.matrix.bot_identity import describe
 
     app = App(config)
-    config.bot.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         await app.bot.start()
         await app.bot.wait_until_synced(120)
@@ -155,7 +191,46 @@ async def _bot_identity(config: Config, recovery_key: str | None) -> int:
 
 
 async def _run(config: Config) -> int:
-    from bridge.app import App
+    await _prepare(config)
+    preflight.check_port(config.http.bind, config.http.port)
+    from bridge.app import App  # after the checks: importing Alembic already logs
 
-    await App(config).run_until_signal()
+    app = App(config)
+    try:
+        await app.run_until_signal()
+    except Exception as err:
+        problem = _start_failure(config, app, err)
+        if problem is None:
+            raise
+        await _stop_quietly(app)
+        raise problem from None
     return EXIT_OK
+
+
+def _start_failure(config: Config, app: App, err: Exception) -> StartupProblem | None:
+    """What went wrong in a start that passed the checks above (something changed meanwhile)."""
+    if isinstance(err, SealroomError):
+        if err.errcode == "SEALROOM_BOT_LOCKED":
+            return StartupProblem(f"bot.data_dir: {config.bot.data_dir}: {err.message}")
+        return StartupProblem(err.message)
+    unavailable = app.database.explain(err)
+    if unavailable is not None:
+        return preflight.database_problem(unavailable)
+    if not isinstance(err, OSError):
+        return None
+    if err.filename is not None:
+        return StartupProblem(
+            f"bot.data_dir: cannot use {err.filename}: {err.strerror}; check the permissions "
+            "of bot.data_dir"
+        )
+    if err.errno in _LISTEN_ERRNOS:
+        return preflight.port_problem(config.http.bind, config.http.port, err)
+    return None
+
+
+async def _stop_quietly(app: App) -> None:
+    """Stop what did start; the process exits anyway, so a second failure changes nothing."""
+    try:
+        await app.stop()
+    except Exception:  # noqa: S110 (the first failure is what the operator must see)
+        pass

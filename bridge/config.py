@@ -20,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from bridge.errors import ConfigError
 from bridge.ids import is_user_id
 
+# How long a client may take to send a request's headers, and then its body (slowloris).
+DEFAULT_CLIENT_TIMEOUT_SECONDS = 20.0
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Values copied from config.example.yaml that must never run in production.
 _FORBIDDEN_SECRETS = {"change-me", "changeme", "secret", "password"}
@@ -136,6 +139,8 @@ class HttpConfig(_Section):
     port: int = Field(default=8080, ge=0, le=65535)
     public_base_url: str = "http://127.0.0.1:8080"
     max_body_bytes: int = Field(default=65536, ge=1024, le=10 * 1024 * 1024)
+    # A client must send a request's headers, and then its body, within this many seconds.
+    client_timeout_seconds: float = Field(default=DEFAULT_CLIENT_TIMEOUT_SECONDS, gt=0, le=300)
 
     _url = field_validator("public_base_url")(_check_http_url)
 
@@ -388,16 +393,28 @@ def load(path: Path) -> Config:
     """Read and validate the YAML file at `path`.
 
     Raises:
-        ConfigError: the file is missing, is not YAML, or has invalid values.
+        ConfigError: the file is missing, is not UTF-8 or YAML, or has invalid values.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as err:
         raise ConfigError([f"(file): cannot read {path}: {err.strerror}"]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ConfigError(
+            [
+                f"(file): {path} is not UTF-8 text (byte 0x{data[err.start]:02x} on line "
+                f"{line}); save it as UTF-8"
+            ]
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError([f"(file): {path} is not valid YAML{where}"]) from None
+    except RecursionError:
+        raise ConfigError([f"(file): {path} nests sections too deeply"]) from None
     return parse(raw, base_dir=path.resolve().parent)

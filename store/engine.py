@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or opened. The message is one line and holds no password.
+
+    `kind` says what went wrong, for a caller that adds advice: "refused", "unresolvable",
+    "timeout", "missing_database", "login" or "other".
+    """
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+# PostgreSQL SQLSTATEs a caller can give advice for.
+_PG_MISSING_DATABASE = "3D000"
+_PG_LOGIN_STATES = {"28000", "28P01"}
 
 
 class Database:
@@ -39,6 +59,60 @@ class Database:
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+
+    def describe(self) -> str:
+        """Where the database is, for messages: host, port, name and user; never the password."""
+        url = make_url(self.url)
+        if self.is_sqlite:
+            return f"the SQLite database {url.database}"
+        where = f"{url.host or 'localhost'}:{url.port or 5432}"
+        return f"PostgreSQL at {where} (database {url.database}, user {url.username})"
+
+    async def check(self, timeout: float = 15.0) -> None:
+        """Connect once, so that a wrong URL or a database that is down is one clear message.
+
+        Raises:
+            DatabaseUnavailable: with a one-line reason.
+        """
+        where = self.describe()
+        try:
+            await asyncio.wait_for(self.ping(), timeout)
+        except TimeoutError:
+            raise DatabaseUnavailable(
+                f"{where} did not answer within {timeout:g} s", "timeout"
+            ) from None
+        except socket.gaierror:
+            raise DatabaseUnavailable(
+                f"{where}: the host name does not resolve", "unresolvable"
+            ) from None
+        except ConnectionRefusedError:
+            raise DatabaseUnavailable(f"{where} refused the connection", "refused") from None
+        except OSError as err:
+            reason = err.strerror or type(err).__name__
+            raise DatabaseUnavailable(f"{where}: {reason}", "other") from None
+        except DBAPIError as err:
+            unavailable = self.explain(err)
+            assert unavailable is not None
+            raise unavailable from None
+
+    def explain(self, err: BaseException) -> DatabaseUnavailable | None:
+        """A driver's error as a one-line DatabaseUnavailable, or None for any other exception.
+
+        The driver's own words without SQLAlchemy's boilerplate, so that a start-up failure is
+        one line; `kind` says which advice fits.
+        """
+        if not isinstance(err, DBAPIError):
+            return None
+        text = str(err.orig).strip()
+        reason = text.splitlines()[0] if text else type(err.orig).__name__
+        state = getattr(err.orig, "sqlstate", None)
+        if state == _PG_MISSING_DATABASE:
+            kind = "missing_database"
+        elif state in _PG_LOGIN_STATES:
+            kind = "login"
+        else:
+            kind = "other"
+        return DatabaseUnavailable(f"{self.describe()}: {reason}", kind)
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -10,6 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from store.limits import (
+    ACTOR_MAX,
+    AGENT_REF_MAX,
+    INTEGRATION_MAX,
+    MATRIX_ID_MAX,
+    TICKET_REF_MAX,
+    WEBHOOK_ID_MAX,
+)
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -51,14 +60,14 @@ class SecureSession(Base):
     __tablename__ = "secure_sessions"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    integration: Mapped[str] = mapped_column(String(64))
-    ticket_ref: Mapped[str] = mapped_column(String(255))
+    integration: Mapped[str] = mapped_column(String(INTEGRATION_MAX))
+    ticket_ref: Mapped[str] = mapped_column(String(TICKET_REF_MAX))
     subject: Mapped[str] = mapped_column(Text, default="")
-    agent_ref: Mapped[str] = mapped_column(String(255), default="")
-    agent_user_id: Mapped[str | None] = mapped_column(String(255))
-    customer_user_id: Mapped[str | None] = mapped_column(String(255))
-    room_alias: Mapped[str] = mapped_column(String(255))
-    room_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    agent_ref: Mapped[str] = mapped_column(String(AGENT_REF_MAX), default="")
+    agent_user_id: Mapped[str | None] = mapped_column(String(MATRIX_ID_MAX))
+    customer_user_id: Mapped[str | None] = mapped_column(String(MATRIX_ID_MAX))
+    room_alias: Mapped[str] = mapped_column(String(MATRIX_ID_MAX))
+    room_id: Mapped[str | None] = mapped_column(String(MATRIX_ID_MAX), unique=True)
     state: Mapped[str] = mapped_column(String(16), default="pending")
     close_reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime]
@@ -88,7 +97,7 @@ class Invite(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
-    used_by: Mapped[str | None] = mapped_column(String(255))
+    used_by: Mapped[str | None] = mapped_column(String(MATRIX_ID_MAX))
     revoked_at: Mapped[datetime | None]
     # Account creation from the invite page: the hash of the single-use registration token
     # minted for it (the token itself is only ever in the customer's browser), when, how often.
@@ -101,8 +110,8 @@ class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    integration: Mapped[str] = mapped_column(String(64))
-    webhook_id: Mapped[str] = mapped_column(String(255))
+    integration: Mapped[str] = mapped_column(String(INTEGRATION_MAX))
+    webhook_id: Mapped[str] = mapped_column(String(WEBHOOK_ID_MAX))
     received_at: Mapped[datetime]
     # What the first answer was (created, reused, closing); the web layer maps it to a status.
     outcome: Mapped[str] = mapped_column(String(16))
@@ -154,7 +163,7 @@ class AuditEvent(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime]
     session_id: Mapped[str | None] = mapped_column(String(36), index=True)
-    actor: Mapped[str] = mapped_column(String(255))
+    actor: Mapped[str] = mapped_column(String(ACTOR_MAX))
     action: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
@@ -164,7 +173,7 @@ class PinnedIdentity(Base):
 
     __tablename__ = "pinned_identities"
 
-    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(MATRIX_ID_MAX), primary_key=True)
     master_key: Mapped[str] = mapped_column(String(64))
     # A different master key the homeserver showed since; an agent's `!trust` adopts it.
     pending_master_key: Mapped[str | None] = mapped_column(String(64))

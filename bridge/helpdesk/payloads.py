@@ -1,20 +1,52 @@
-"""The webhook body, validated, turned into domain requests. Errors name the field."""
+"""The webhook body, validated, turned into domain requests. Errors name the field.
+
+Length limits are the store's column sizes (`store.limits`), so whatever passes here fits on
+SQLite and PostgreSQL alike; text rules (`bridge.untrusted.text_problem`) keep NUL and invisible
+characters out of identifiers.
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bridge.errors import PayloadInvalid
+from bridge.untrusted import loads_object, text_problem
+from store.limits import AGENT_REF_MAX, SUBJECT_MAX, TICKET_REF_MAX
+
+# Customer details are read but never stored: their limits need no column to match.
+CUSTOMER_NAME_MAX = 255
+CUSTOMER_EMAIL_MAX = 320
+
+
+def _identifier(value: str) -> str:
+    problem = text_problem(value, identifier=True)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _free_text(value: str) -> str:
+    problem = text_problem(value, identifier=False)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _optional_identifier(value: str | None) -> str | None:
+    return None if value is None else _identifier(value)
+
+
+def _optional_free_text(value: str | None) -> str | None:
+    return None if value is None else _free_text(value)
 
 
 class Ticket(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    id: str = Field(min_length=1, max_length=255)
-    subject: str = Field(default="", max_length=500)
+    id: str = Field(min_length=1, max_length=TICKET_REF_MAX)
+    subject: str = Field(default="", max_length=SUBJECT_MAX)
 
     @field_validator("id", mode="before")
     @classmethod
@@ -24,12 +56,18 @@ class Ticket(BaseModel):
             return str(value)
         return value
 
+    _id = field_validator("id")(_identifier)
+    _subject = field_validator("subject")(_free_text)
+
 
 class Customer(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    name: str | None = Field(default=None, max_length=255)
-    email: str | None = Field(default=None, max_length=320)
+    name: str | None = Field(default=None, max_length=CUSTOMER_NAME_MAX)
+    email: str | None = Field(default=None, max_length=CUSTOMER_EMAIL_MAX)
+
+    _name = field_validator("name")(_optional_free_text)
+    _email = field_validator("email")(_optional_identifier)
 
 
 class WebhookBody(BaseModel):
@@ -37,7 +75,7 @@ class WebhookBody(BaseModel):
 
     event: Literal["open", "close"]
     ticket: Ticket
-    agent: str = Field(default="", max_length=320)
+    agent: str = Field(default="", max_length=AGENT_REF_MAX)
     customer: Customer = Customer()
 
     @field_validator("agent", mode="before")
@@ -45,23 +83,28 @@ class WebhookBody(BaseModel):
     def _agent(cls, value: Any) -> Any:
         if isinstance(value, dict):
             # Accept {"email": ...} or {"id": ...} as well as a plain string.
-            return str(value.get("email") or value.get("id") or "")
+            for key in ("email", "id"):
+                inner = value.get(key)
+                if isinstance(inner, int) and not isinstance(inner, bool):
+                    return str(inner)
+                if isinstance(inner, str) and inner:
+                    return inner
+            return ""
         return value
+
+    _agent_text = field_validator("agent")(_identifier)
+
+
+def _describe(error: Any) -> str:
+    if error["type"] == "missing":
+        return "is required"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return message[:1].lower() + message[1:]
 
 
 def parse(body: bytes) -> WebhookBody:
     """Raises PayloadInvalid naming every bad or missing field."""
-    try:
-        raw = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        where = (
-            f" (line {err.lineno}, column {err.colno})"
-            if isinstance(err, json.JSONDecodeError)
-            else ""
-        )
-        raise PayloadInvalid(f"The body is not valid JSON{where}.") from None
-    if not isinstance(raw, dict):
-        raise PayloadInvalid("The body must be a JSON object.")
+    raw = loads_object(body)
     try:
         parsed = WebhookBody.model_validate(raw)
     except ValidationError as err:
@@ -69,9 +112,9 @@ def parse(body: bytes) -> WebhookBody:
         problems: list[str] = []
         for error in err.errors():
             loc = ".".join(str(part) for part in error["loc"]) or "(body)"
-            fields.append(loc)
-            message = "is required" if error["type"] == "missing" else error["msg"].lower()
-            problems.append(f"{loc} {message}")
+            if loc not in fields:
+                fields.append(loc)
+                problems.append(f"{loc} {_describe(error)}")
         raise PayloadInvalid(
             "Invalid webhook body: " + "; ".join(problems) + ".", fields
         ) from None

@@ -10,13 +10,17 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Mapping
 
 from bridge.errors import SignatureInvalid
+from store.limits import WEBHOOK_ID_MAX
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
+# Kept to recognise replays, so it must fit its column and be plain text (msg_2KWPBgLlAf...).
+_WEBHOOK_ID = re.compile(rf"[\x21-\x7e]{{1,{WEBHOOK_ID_MAX}}}")
 
 
 def decode_secret(secret: str) -> bytes:
@@ -67,8 +71,11 @@ class StandardWebhooksVerifier:
             raise SignatureInvalid(
                 "Missing webhook-id, webhook-timestamp or webhook-signature header."
             )
-        if len(webhook_id) > 255:
-            raise SignatureInvalid("The webhook-id header is too long.")
+        if not _WEBHOOK_ID.fullmatch(webhook_id):
+            raise SignatureInvalid(
+                "The webhook-id header must be 1 to "
+                f"{WEBHOOK_ID_MAX} printable ASCII characters without spaces."
+            )
         try:
             timestamp = int(timestamp_text)
         except ValueError:

@@ -22,6 +22,14 @@ from bridge.errors import (
     TooManyAttempts,
 )
 
+
+class RequestTimeout(SealroomError):
+    """The client did not send its request body in time (HTTP only, hence defined here)."""
+
+    errcode = "SEALROOM_REQUEST_TIMEOUT"
+    default_message = "The request body did not arrive in time. Send it again."
+
+
 STATUS: dict[type[SealroomError], int] = {
     SignatureInvalid: 401,
     IntegrationUnknown: 404,
@@ -37,6 +45,7 @@ STATUS: dict[type[SealroomError], int] = {
     RegistrationDisabled: 403,
     RegistrationNotVerified: 403,
     TooManyAttempts: 429,
+    RequestTimeout: 408,
 }
 
 

@@ -10,6 +10,7 @@ from bridge.deliveries import Delivery, OutcomeKind
 from bridge.errors import IntegrationUnknown, SealroomError
 from bridge.helpdesk import payloads
 from bridge.sessions import OpenRequest
+from bridge.web.body import read_body
 from bridge.web.keys import SERVICES, SETTINGS, VERIFIERS
 
 log = structlog.stdlib.get_logger(__name__)
@@ -27,7 +28,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
         metrics.WEBHOOKS.labels("unknown", "unknown_integration").inc()
         raise IntegrationUnknown(f"No integration named {integration!r} is configured.")
     try:
-        body = await request.read()
+        body = await read_body(request)
         webhook_id = verifier.verify(request.headers, body)
         structlog.contextvars.bind_contextvars(webhook_id=webhook_id)
         payload = payloads.parse(body)

@@ -6,7 +6,7 @@ GET never spends an invite (link scanners open links); `POST /i/lookup` only loo
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import quote
@@ -24,10 +24,14 @@ from bridge.errors import (
     SealroomError,
 )
 from bridge.invites import Redeemed
+from bridge.web.body import read_json_object
 from bridge.web.keys import SERVICES, SETTINGS, WebSettings
 
 log = structlog.stdlib.get_logger(__name__)
 routes = web.RouteTableDef()
+
+# Synapse's own rule for registration tokens (admin API): at most 64 of [A-Za-z0-9._~-].
+_REGISTRATION_TOKEN = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 
 
 @routes.get("/i")
@@ -42,25 +46,37 @@ async def landing_page(request: web.Request) -> dict[str, Any]:
     }
 
 
-async def _json_body(request: web.Request, *fields: str) -> dict[str, str]:
-    """JSON only: a cross-site form cannot send it without a CORS preflight we never allow."""
-    if request.content_type != "application/json":
-        raise PayloadInvalid("Send the request as application/json.")
-    try:
-        data = json.loads(await request.read())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise PayloadInvalid("The body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise PayloadInvalid("The body must be a JSON object.")
-    missing = [f for f in fields if not isinstance(data.get(f), str)]
+def _strings(data: dict[str, Any], *names: str) -> dict[str, str]:
+    """The named string fields of a JSON body; anything else in it is ignored.
+
+    A missing or non-string field, and a registration token Synapse could not have made, are
+    refused here (400 naming the field). Invite tokens and Matrix IDs are judged by the domain:
+    a malformed invite token is as gone as an unknown one.
+    """
+    missing = [f for f in names if data.get(f) is None]
     if missing:
         raise PayloadInvalid(f"Missing field: {', '.join(missing)}.", missing)
-    return {f: data[f] for f in fields}
+    wrong = [f for f in names if not isinstance(data[f], str)]
+    if wrong:
+        raise PayloadInvalid(f"Must be a string: {', '.join(wrong)}.", wrong)
+    fields: dict[str, str] = {f: data[f] for f in names}
+    registration_token = fields.get("registration_token")
+    if registration_token is not None and not _REGISTRATION_TOKEN.fullmatch(registration_token):
+        raise PayloadInvalid(
+            "registration_token is not a registration token from this page; reload the page "
+            "and start again.",
+            ["registration_token"],
+        )
+    return fields
+
+
+async def _fields(request: web.Request, *names: str) -> dict[str, str]:
+    return _strings(await read_json_object(request), *names)
 
 
 @routes.post("/i/lookup")
 async def lookup_invite(request: web.Request) -> web.Response:
-    data = await _json_body(request, "token")
+    data = await _fields(request, "token")
     view = await request.app[SERVICES].invites.view(data["token"])
     return web.json_response(
         {
@@ -107,7 +123,7 @@ async def _counted(outcome: Awaitable[Redeemed]) -> Redeemed:
 
 @routes.post("/i/redeem")
 async def redeem_invite(request: web.Request) -> web.Response:
-    data = await _json_body(request, "token", "user_id")
+    data = await _fields(request, "token", "user_id")
     redeemed = await _counted(request.app[SERVICES].invites.redeem(data["token"], data["user_id"]))
     return _redeemed_answer(request, redeemed)
 
@@ -115,7 +131,7 @@ async def redeem_invite(request: web.Request) -> web.Response:
 @routes.post("/i/register/start")
 async def start_registration(request: web.Request) -> web.Response:
     """Mint the single-use registration token; the invite is spent only by /finish."""
-    data = await _json_body(request, "token")
+    data = await _fields(request, "token")
     started = await request.app[SERVICES].registration.start(data["token"])
     settings = request.app[SETTINGS]
     return web.json_response(
@@ -130,7 +146,7 @@ async def start_registration(request: web.Request) -> web.Response:
 
 @routes.post("/i/register/finish")
 async def finish_registration(request: web.Request) -> web.Response:
-    data = await _json_body(request, "token", "user_id", "registration_token")
+    data = await _fields(request, "token", "user_id", "registration_token")
     redeemed = await _counted(
         request.app[SERVICES].registration.finish(
             data["token"], data["user_id"], data["registration_token"]
@@ -142,10 +158,12 @@ async def finish_registration(request: web.Request) -> web.Response:
 @routes.post("/i/register/abandon")
 async def abandon_registration(request: web.Request) -> web.Response:
     """Sent by the page (navigator.sendBeacon) when it is left halfway."""
-    data = await _json_body(request, "token", "registration_token")
-    raw_user = (await request.json()).get("user_id")
-    user_id = raw_user if isinstance(raw_user, str) and raw_user else None
+    data = await read_json_object(request)
+    fields = _strings(data, "token", "registration_token")
+    user_id = data.get("user_id")
+    if user_id is not None and not isinstance(user_id, str):
+        raise PayloadInvalid("Must be a string: user_id.", ["user_id"])
     await request.app[SERVICES].registration.abandon(
-        data["token"], data["registration_token"], user_id
+        fields["token"], fields["registration_token"], user_id or None
     )
     return web.json_response({"status": "noted"})

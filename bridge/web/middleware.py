@@ -66,13 +66,16 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.monotonic()
+    errcode: str | None = None
     try:
         try:
             response = await handler(request)
         except web.HTTPRequestEntityTooLarge:
+            errcode = PayloadTooLarge.errcode
             response = _error_response(PayloadTooLarge(), request_id, request)
         except SealroomError as err:
-            log.info("http.refused", errcode=err.errcode)
+            # Expected: answered, and noted on the request's one log line below.
+            errcode = err.errcode
             response = _error_response(err, request_id, request)
         except web.HTTPException as http_err:
             response = web.json_response(
@@ -100,6 +103,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             path=request.path,
             status=response.status,
             duration_ms=round((time.monotonic() - started) * 1000, 1),
+            **({"errcode": errcode} if errcode else {}),
         )
         return response
     finally:

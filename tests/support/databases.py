@@ -23,10 +23,11 @@ from store import Database
 
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-BACKENDS = ["sqlite", "postgresql"]
+BACKENDS = ("sqlite", "postgresql")
 
 
-async def _postgres_reachable() -> str | None:
+async def postgres_unreachable() -> str | None:
+    """Why PostgreSQL cannot be used, or None."""
     try:
         conn = await asyncpg.connect(PG_DSN, timeout=3)
     except (OSError, asyncpg.PostgresError, TimeoutError) as err:
@@ -37,7 +38,7 @@ async def _postgres_reachable() -> str | None:
 
 @contextlib.asynccontextmanager
 async def _throwaway_schema() -> AsyncIterator[str]:
-    reason = await _postgres_reachable()
+    reason = await postgres_unreachable()
     if reason:
         pytest.skip(reason)
     schema = f"t_{secrets.token_hex(6)}"
@@ -65,13 +66,14 @@ def _pin_search_path(database: Database, schema: str) -> None:
 
 @pytest_asyncio.fixture(params=BACKENDS)
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    async with open_database(request.param, tmp_path) as database:
+    async with migrated_database(request.param, tmp_path) as database:
         yield database
 
 
 @contextlib.asynccontextmanager
-async def open_database(backend: str, folder: Path) -> AsyncIterator[Database]:
-    """A migrated Database on `backend` ("sqlite" in `folder`, or a throwaway PG schema)."""
+async def migrated_database(backend: str, folder: Path) -> AsyncIterator[Database]:
+    """A Database at the newest migration on `backend` ("sqlite" in `folder`, or a throwaway
+    PostgreSQL schema; skipped with the reason when PostgreSQL is unreachable)."""
     async with contextlib.AsyncExitStack() as stack:
         if backend == "sqlite":
             database = Database(f"sqlite+aiosqlite:///{folder / 'sealroom.db'}")

@@ -201,6 +201,18 @@ CASES = [
     pytest.param(_delete("bot"), "bot", "required", id="missing-section"),
     pytest.param(_set("http.port", "eighty"), "http.port", "integer", id="wrong-type"),
     pytest.param(_set("http.port", 70000), "http.port", "65535", id="out-of-range"),
+    pytest.param(
+        _set("http.client_timeout_seconds", 0),
+        "http.client_timeout_seconds",
+        "greater than 0",
+        id="client-timeout-zero",
+    ),
+    pytest.param(
+        _set("http.client_timeout_seconds", 3600),
+        "http.client_timeout_seconds",
+        "300",
+        id="client-timeout-too-long",
+    ),
     pytest.param(_set("http.prot", 8080), "http.prot", "unknown option", id="unknown-key"),
     pytest.param(_set("colour", "blue"), "colour", "unknown option", id="unknown-section"),
     pytest.param(
