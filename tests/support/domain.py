@@ -12,7 +12,7 @@ import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import select
 
@@ -76,6 +76,14 @@ class Registry:
 class Opened:
     session_id: str
     token: str
+
+
+class OpenRoom(NamedTuple):
+    """Ticket T-1, opened by the helpdesk, its room created: what `World.open_room` gives."""
+
+    world: World
+    opened: Opened
+    room_id: str
 
 
 @dataclass

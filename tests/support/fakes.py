@@ -89,7 +89,12 @@ class RecordingRooms(_Recorder):
         return self.BOT
 
     def room_id_for(self, spec: RoomSpec) -> RoomID:
-        return RoomID(f"!{spec.alias_localpart}:example.org")
+        return self.room_id_for_session(spec.session_id)
+
+    @staticmethod
+    def room_id_for_session(session_id: str) -> RoomID:
+        """The room the homeserver makes for a session (its alias is `sealroom-<session>`)."""
+        return RoomID(f"!sealroom-{session_id}:example.org")
 
     async def create_secure_room(self, spec: RoomSpec) -> RoomID:
         self._record("create_secure_room", spec)

@@ -1,50 +1,115 @@
 """Fixtures of the unit tier: a migrated SQLite store per test and the domain wired to fakes.
 
-Migrating costs about 0.1 s, so the schema is migrated once per run (`upgrade_to_head`) into a
-template file, and every test gets its own copy of it in its tmp_path: independent stores at the
-price of a file copy.
+Each test gets its own database file in its tmp_path: a copy of a schema migrated once per run
+with `upgrade_to_head` (`world`), or of one in which the real flow opened ticket T-1 and created
+its room once per run (`room`: most tests start from an open room).
+
+The tests share one `Database` (one engine) that only ever points at the current test's file:
+SQLAlchemy compiles statements once per engine, and a fresh engine per test cost more than the
+rest of a typical test. Between tests the engine's connections are closed and a symlink is moved
+to the next test's file (SQLite resolves it, so the WAL files sit beside the real file too).
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 import store.migrate
+from bridge.ids import UserID
 from store import Database
-from tests.support.domain import World, build_world
+from tests.support.domain import Opened, OpenRoom, World, build_world
 
 
 def _url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
+@dataclass
+class SharedStore:
+    database: Database
+    template: Path
+    current: Path  # a symlink to the running test's file
+
+
 @pytest_asyncio.fixture(scope="session")
-async def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("schema") / "sealroom.db"
-    database = Database(_url(path))
+async def shared_store(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SharedStore]:
+    root = tmp_path_factory.mktemp("store")
+    template = root / "template.db"
+    migrating = Database(_url(template))
     try:
-        await store.migrate.upgrade_to_head(database)
+        await store.migrate.upgrade_to_head(migrating)
     finally:
-        await database.close()  # checkpoints the WAL: the one file holds everything
-    return path
+        await migrating.close()  # checkpoints the WAL: the one file holds everything
+    shared = SharedStore(Database(_url(root / "current.db")), template, root / "current.db")
+    try:
+        yield shared
+    finally:
+        await shared.database.close()
+
+
+@asynccontextmanager
+async def _own_copy(shared: SharedStore, source: Path, tmp_path: Path) -> AsyncIterator[Database]:
+    path = tmp_path / "sealroom.db"
+    shutil.copyfile(source, path)
+    shared.current.unlink(missing_ok=True)
+    shared.current.symlink_to(path)
+    try:
+        yield shared.database
+    finally:
+        # Close every connection to this test's file; the next test's open the next file.
+        await shared.database.engine.dispose()
 
 
 @pytest_asyncio.fixture
-async def database(migrated_template: Path, tmp_path: Path) -> AsyncIterator[Database]:
-    path = tmp_path / "sealroom.db"
-    shutil.copyfile(migrated_template, path)
-    database = Database(_url(path))
-    try:
+async def database(shared_store: SharedStore, tmp_path: Path) -> AsyncIterator[Database]:
+    """This test's own store: a migrated SQLite file in tmp_path."""
+    async with _own_copy(shared_store, shared_store.template, tmp_path) as database:
         yield database
-    finally:
-        await database.close()
 
 
 @pytest_asyncio.fixture
 async def world(database: Database) -> World:
     return build_world(database)
+
+
+@dataclass(frozen=True)
+class RoomTemplate:
+    path: Path
+    opened: Opened
+    room_id: str
+    members: tuple[UserID, ...]
+
+
+@pytest_asyncio.fixture(scope="session")
+async def room_template(
+    shared_store: SharedStore, tmp_path_factory: pytest.TempPathFactory
+) -> RoomTemplate:
+    path = tmp_path_factory.mktemp("room") / "room.db"
+    shutil.copyfile(shared_store.template, path)
+    database = Database(_url(path))
+    try:
+        world = build_world(database)
+        opened, room_id = await world.open_room("T-1")
+        members = tuple(world.rooms.rooms[world.rooms.room_id_for_session(opened.session_id)])
+    finally:
+        await database.close()
+    return RoomTemplate(path, opened, room_id, members)
+
+
+@pytest_asyncio.fixture
+async def room(
+    shared_store: SharedStore, room_template: RoomTemplate, tmp_path: Path
+) -> AsyncIterator[OpenRoom]:
+    async with _own_copy(shared_store, room_template.path, tmp_path) as database:
+        world = build_world(database)
+        world.rooms.rooms[world.rooms.room_id_for_session(room_template.opened.session_id)] = list(
+            room_template.members
+        )
+        yield OpenRoom(world, room_template.opened, room_template.room_id)

@@ -20,7 +20,7 @@ from bridge.invites import hash_token
 from bridge.jobs import Action
 from bridge.registration import CLOCK_SKEW, MAX_REGISTRATION_ATTEMPTS
 from store import Database, Invite
-from tests.support.domain import World, build_world
+from tests.support.domain import OpenRoom, World, build_world
 
 NEW_USER = "@new-customer:example.org"
 
@@ -101,9 +101,9 @@ async def test_concurrent_starts_leave_at_most_one_valid_token(world: World) -> 
 
 
 async def test_finish_checks_the_new_account_then_invites_it_and_revokes_the_token(
-    world: World,
+    room: OpenRoom,
 ) -> None:
-    opened, room_id = await world.open_room()
+    world, opened, room_id = room
     started = await world.registration.start(opened.token)
     world.tokens.register(started.registration_token, NEW_USER)
 
@@ -178,8 +178,8 @@ async def test_finish_with_an_account_on_another_server_is_not_verified(world: W
         )
 
 
-async def test_abandoning_after_the_account_was_made_tells_the_agent_once(world: World) -> None:
-    opened, _ = await world.open_room()
+async def test_abandoning_after_the_account_was_made_tells_the_agent_once(room: OpenRoom) -> None:
+    world, opened, _ = room
     started = await world.registration.start(opened.token)
     world.tokens.register(started.registration_token, NEW_USER)
 

@@ -24,7 +24,7 @@ from bridge.room_events import (
     parse_command,
 )
 from store import HandledKey, PinnedIdentity
-from tests.support.domain import AGENT_ID, CUSTOMER_ID, World
+from tests.support.domain import AGENT_ID, CUSTOMER_ID, OpenRoom, World
 
 # -- parse_command --------------------------------------------------------------------------------
 
@@ -122,8 +122,10 @@ async def _ledger_size(world: World) -> int:
         return int((await db.execute(select(func.count()).select_from(HandledKey))).scalar_one())
 
 
-async def test_close_from_the_agent_begins_closing_and_schedules_close_room(world: World) -> None:
-    opened, room_id = await world.open_room()
+async def test_close_from_the_agent_begins_closing_and_schedules_close_room(
+    room: OpenRoom,
+) -> None:
+    world, opened, room_id = room
 
     await world.room_events.agent_command(room_id, AGENT_ID, "!close", "$close")
 
@@ -138,9 +140,9 @@ async def test_close_from_the_agent_begins_closing_and_schedules_close_room(worl
 
 
 async def test_extend_from_the_agent_moves_the_deadline_schedules_expiry_and_a_notice(
-    world: World,
+    room: OpenRoom,
 ) -> None:
-    opened, room_id = await world.open_room()
+    world, opened, room_id = room
     before = (await world.session(opened.session_id)).expires_at
 
     await world.room_events.agent_command(room_id, AGENT_ID, "!extend 2h", "$extend")
@@ -154,8 +156,8 @@ async def test_extend_from_the_agent_moves_the_deadline_schedules_expiry_and_a_n
     assert extended.detail == {"expires_at": after.isoformat()}
 
 
-async def test_extend_after_the_deadline_counts_from_now(world: World) -> None:
-    opened, room_id = await world.open_room()
+async def test_extend_after_the_deadline_counts_from_now(room: OpenRoom) -> None:
+    world, opened, room_id = room
     world.clock.now = (await world.session(opened.session_id)).expires_at + timedelta(hours=1)
 
     await world.room_events.agent_command(room_id, AGENT_ID, "!extend", "$extend")
@@ -166,9 +168,9 @@ async def test_extend_after_the_deadline_counts_from_now(world: World) -> None:
 
 @pytest.mark.parametrize("body", ["!extend nan", "!extend -3", "!trust bob", "!trust", "!help"])
 async def test_usage_and_help_are_answered_with_a_notice_and_change_nothing(
-    world: World, body: str
+    room: OpenRoom, body: str
 ) -> None:
-    opened, room_id = await world.open_room()
+    world, opened, room_id = room
     before = await world.session(opened.session_id)
     command = parse_command(body)
     text = notices.command_usage(command.problem) if isinstance(command, Usage) else None
@@ -182,8 +184,8 @@ async def test_usage_and_help_are_answered_with_a_notice_and_change_nothing(
     assert len(await world.jobs(Action.EXPIRE)) == 1
 
 
-async def test_a_command_from_anyone_but_the_agent_is_ignored(world: World) -> None:
-    opened, room_id = await world.open_room()
+async def test_a_command_from_anyone_but_the_agent_is_ignored(room: OpenRoom) -> None:
+    world, opened, room_id = room
     jobs_before = await world.jobs(None)
     ledger_before = await _ledger_size(world)
 
@@ -195,8 +197,8 @@ async def test_a_command_from_anyone_but_the_agent_is_ignored(world: World) -> N
     assert await _ledger_size(world) == ledger_before
 
 
-async def test_a_command_from_an_untrusted_device_is_refused_with_a_notice(world: World) -> None:
-    opened, room_id = await world.open_room()
+async def test_a_command_from_an_untrusted_device_is_refused_with_a_notice(room: OpenRoom) -> None:
+    world, opened, room_id = room
 
     await world.room_events.agent_command(
         room_id, AGENT_ID, "!close", "$untrusted", trusted_device=False
@@ -210,8 +212,8 @@ async def test_a_command_from_an_untrusted_device_is_refused_with_a_notice(world
     assert (refused.session_id, refused.actor) == (opened.session_id, AGENT_ID)
 
 
-async def test_the_same_command_event_twice_is_acted_on_once(world: World) -> None:
-    opened, room_id = await world.open_room()
+async def test_the_same_command_event_twice_is_acted_on_once(room: OpenRoom) -> None:
+    world, opened, room_id = room
     before = (await world.session(opened.session_id)).expires_at
 
     for _ in range(2):  # a restart replays the timeline
@@ -228,9 +230,9 @@ async def test_the_same_command_event_twice_is_acted_on_once(world: World) -> No
 
 
 async def test_commands_are_ignored_when_the_room_is_unknown_or_the_session_not_open(
-    world: World,
+    room: OpenRoom,
 ) -> None:
-    opened, room_id = await world.open_room()
+    world, opened, room_id = room
     await world.room_events.agent_command("!unknown:example.org", AGENT_ID, "!close", "$1")
     await world.room_events.agent_command(room_id, AGENT_ID, "!close", "$2")
     jobs_before = [job.id for job in await world.jobs(None)]
@@ -243,8 +245,8 @@ async def test_commands_are_ignored_when_the_room_is_unknown_or_the_session_not_
     assert len(await world.audit("session.closing")) == 1
 
 
-async def test_plain_messages_are_not_recorded_in_the_ledger(world: World) -> None:
-    _, room_id = await world.open_room()
+async def test_plain_messages_are_not_recorded_in_the_ledger(room: OpenRoom) -> None:
+    world, _, room_id = room
     ledger_before = await _ledger_size(world)
 
     await world.room_events.agent_command(room_id, AGENT_ID, "here is the password", "$msg")
@@ -253,8 +255,8 @@ async def test_plain_messages_are_not_recorded_in_the_ledger(world: World) -> No
     assert await world.notice_texts() == []
 
 
-async def test_trust_adopts_a_changed_identity_and_says_so(world: World) -> None:
-    opened, room_id = await world.open_room()
+async def test_trust_adopts_a_changed_identity_and_says_so(room: OpenRoom) -> None:
+    world, opened, room_id = room
     await world.room_events.trust_report(TrustFindings(room_id, new_pins={CUSTOMER_ID: "old"}))
     await world.room_events.trust_report(
         TrustFindings(room_id, identity_changes=[IdentityChange(CUSTOMER_ID, "old", "new")])
@@ -271,8 +273,8 @@ async def test_trust_adopts_a_changed_identity_and_says_so(world: World) -> None
     assert (accepted.session_id, accepted.actor) == (opened.session_id, AGENT_ID)
 
 
-async def test_trust_without_a_pending_identity_change_does_nothing(world: World) -> None:
-    _, room_id = await world.open_room()
+async def test_trust_without_a_pending_identity_change_does_nothing(room: OpenRoom) -> None:
+    world, _, room_id = room
     await world.room_events.trust_report(TrustFindings(room_id, new_pins={CUSTOMER_ID: "key"}))
 
     await world.room_events.agent_command(room_id, AGENT_ID, f"!trust {CUSTOMER_ID}", "$trust")
@@ -284,8 +286,8 @@ async def test_trust_without_a_pending_identity_change_does_nothing(world: World
 # -- member_joined ------------------------------------------------------------------------------
 
 
-async def test_a_joining_customer_gets_the_rules_once_per_join_event(world: World) -> None:
-    opened, room_id = await world.open_room()
+async def test_a_joining_customer_gets_the_rules_once_per_join_event(room: OpenRoom) -> None:
+    world, opened, room_id = room
 
     await world.room_events.member_joined(room_id, CUSTOMER_ID, "$join")
     await world.room_events.member_joined(room_id, CUSTOMER_ID, "$join")  # replayed
@@ -305,8 +307,8 @@ async def test_a_joining_customer_gets_the_rules_once_per_join_event(world: Worl
     assert len(await world.jobs(Action.NOTICE)) == 1
 
 
-async def test_the_agent_joining_gets_no_rules(world: World) -> None:
-    _, room_id = await world.open_room()
+async def test_the_agent_joining_gets_no_rules(room: OpenRoom) -> None:
+    world, _, room_id = room
 
     await world.room_events.member_joined(room_id, AGENT_ID, "$agent-join")
 
@@ -314,8 +316,8 @@ async def test_the_agent_joining_gets_no_rules(world: World) -> None:
     assert [event.actor for event in await world.audit("member.joined")] == [AGENT_ID]
 
 
-async def test_the_bot_joining_is_not_even_recorded(world: World) -> None:
-    _, room_id = await world.open_room()
+async def test_the_bot_joining_is_not_even_recorded(room: OpenRoom) -> None:
+    world, _, room_id = room
     ledger_before = await _ledger_size(world)
 
     await world.room_events.member_joined(room_id, world.rooms.bot_user_id, "$bot-join")
@@ -325,8 +327,8 @@ async def test_the_bot_joining_is_not_even_recorded(world: World) -> None:
     assert await _ledger_size(world) == ledger_before
 
 
-async def test_a_join_in_an_unknown_room_or_a_closing_session_is_ignored(world: World) -> None:
-    _, room_id = await world.open_room()
+async def test_a_join_in_an_unknown_room_or_a_closing_session_is_ignored(room: OpenRoom) -> None:
+    world, _, room_id = room
     await world.room_events.member_joined("!elsewhere:example.org", CUSTOMER_ID, "$a")
     await world.room_events.agent_command(room_id, AGENT_ID, "!close", "$close")
 
@@ -345,8 +347,8 @@ async def _pins(world: World) -> dict[str, tuple[str, str | None]]:
         return {row.user_id: (row.master_key, row.pending_master_key) for row in rows}
 
 
-async def test_first_seen_identities_are_pinned_and_never_overwritten(world: World) -> None:
-    _, room_id = await world.open_room()
+async def test_first_seen_identities_are_pinned_and_never_overwritten(room: OpenRoom) -> None:
+    world, _, room_id = room
 
     await world.room_events.trust_report(
         TrustFindings(room_id, new_pins={CUSTOMER_ID: "m1", AGENT_ID: "m2"})
@@ -365,8 +367,8 @@ async def test_first_seen_identities_are_pinned_and_never_overwritten(world: Wor
     }
 
 
-async def test_each_excluded_device_is_told_once(world: World) -> None:
-    opened, room_id = await world.open_room()
+async def test_each_excluded_device_is_told_once(room: OpenRoom) -> None:
+    world, opened, room_id = room
     findings = TrustFindings(
         room_id,
         excluded=[
@@ -393,9 +395,9 @@ async def test_each_excluded_device_is_told_once(world: World) -> None:
 
 
 async def test_an_identity_change_is_told_once_and_replaces_its_device_warnings(
-    world: World,
+    room: OpenRoom,
 ) -> None:
-    _, room_id = await world.open_room()
+    world, _, room_id = room
     await world.room_events.trust_report(TrustFindings(room_id, new_pins={CUSTOMER_ID: "old"}))
     changed = TrustFindings(
         room_id,

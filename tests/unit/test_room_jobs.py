@@ -15,7 +15,14 @@ from bridge.jobs import Action, JobContext
 from bridge.ports import RoomSpec
 from bridge.room_jobs import RoomNotReady
 from store import Invite
-from tests.support.domain import AGENT_ID, CUSTOMER_ID, OTHER_AGENT, OTHER_AGENT_ID, World
+from tests.support.domain import (
+    AGENT_ID,
+    CUSTOMER_ID,
+    OTHER_AGENT,
+    OTHER_AGENT_ID,
+    OpenRoom,
+    World,
+)
 from tests.support.fakes import forbidden, rate_limited
 
 
@@ -122,8 +129,8 @@ async def test_a_room_created_while_its_session_closed_is_closed_too(
 # -- invite ---------------------------------------------------------------------------------------
 
 
-async def test_invite_has_the_bot_invite_the_account(world: World) -> None:
-    opened, room_id = await world.open_room()
+async def test_invite_has_the_bot_invite_the_account(room: OpenRoom) -> None:
+    world, opened, room_id = room
     await world.invites.redeem(opened.token, CUSTOMER_ID)
 
     await world.run(Action.INVITE)
@@ -135,9 +142,9 @@ async def test_invite_has_the_bot_invite_the_account(world: World) -> None:
 
 
 async def test_an_invite_refused_for_good_tells_the_agent_and_frees_the_link(
-    world: World,
+    room: OpenRoom,
 ) -> None:
-    opened, room_id = await world.open_room()
+    world, opened, room_id = room
     await world.invites.redeem(opened.token, CUSTOMER_ID)
     world.rooms.fail_next("invite", forbidden("not allowed"))
 
@@ -170,8 +177,8 @@ async def test_an_invite_refused_for_good_tells_the_agent_and_frees_the_link(
     "which the ledger already holds from the failed first redeem, so redeeming a released link "
     "schedules no invitation and the customer is never invited",
 )
-async def test_redeeming_a_released_link_invites_the_new_account(world: World) -> None:
-    opened, room_id = await world.open_room()
+async def test_redeeming_a_released_link_invites_the_new_account(room: OpenRoom) -> None:
+    world, opened, room_id = room
     await world.invites.redeem(opened.token, CUSTOMER_ID)
     world.rooms.fail_next("invite", forbidden())
     await world.run(Action.INVITE)
@@ -188,9 +195,9 @@ async def test_redeeming_a_released_link_invites_the_new_account(world: World) -
     ids=["M_LIMIT_EXCEEDED", "unreachable"],
 )
 async def test_an_invite_refused_for_now_is_raised_for_the_runner_to_retry(
-    world: World, error: MatrixRequestFailed | HomeserverUnavailable
+    room: OpenRoom, error: MatrixRequestFailed | HomeserverUnavailable
 ) -> None:
-    opened, _ = await world.open_room()
+    world, opened, _ = room
     await world.invites.redeem(opened.token, CUSTOMER_ID)
     world.rooms.fail_next("invite", error)
     context = await world.take(Action.INVITE)
@@ -215,8 +222,8 @@ async def test_invite_waits_for_the_room(world: World) -> None:
     assert world.rooms.calls == []
 
 
-async def test_invite_into_a_session_that_is_no_longer_live_does_nothing(world: World) -> None:
-    opened, _ = await world.open_room()
+async def test_invite_into_a_session_that_is_no_longer_live_does_nothing(room: OpenRoom) -> None:
+    world, opened, _ = room
     await world.invites.redeem(opened.token, CUSTOMER_ID)
     await world.sessions.close(opened.session_id, "agent", AGENT_ID)
 
@@ -226,9 +233,9 @@ async def test_invite_into_a_session_that_is_no_longer_live_does_nothing(world: 
 
 
 async def test_giving_up_on_an_agent_invite_tells_the_room_without_a_link_to_free(
-    world: World,
+    room: OpenRoom,
 ) -> None:
-    opened, _ = await world.open_room()
+    world, opened, _ = room
     await world.open_ticket("T-1", OTHER_AGENT)  # re-opened naming another agent
     context = await world.take(Action.INVITE)
     assert context.params == {"user_id": OTHER_AGENT_ID, "agent": True}
@@ -250,8 +257,8 @@ async def test_giving_up_on_an_agent_invite_tells_the_room_without_a_link_to_fre
 # -- notice ---------------------------------------------------------------------------------------
 
 
-async def test_a_notice_is_posted_only_into_an_open_room(world: World) -> None:
-    opened, room_id = await world.open_room()
+async def test_a_notice_is_posted_only_into_an_open_room(room: OpenRoom) -> None:
+    world, opened, room_id = room
     await world.room_events.agent_command(room_id, AGENT_ID, "!help", "$help")
     await world.room_events.agent_command(room_id, AGENT_ID, "!help", "$help-again")
 
@@ -265,8 +272,8 @@ async def test_a_notice_is_posted_only_into_an_open_room(world: World) -> None:
 # -- close_room -----------------------------------------------------------------------------------
 
 
-async def test_close_room_says_why_removes_everyone_but_the_bot_and_leaves(world: World) -> None:
-    opened, room_id = await world.open_room()
+async def test_close_room_says_why_removes_everyone_but_the_bot_and_leaves(room: OpenRoom) -> None:
+    world, opened, room_id = room
     await world.invites.redeem(opened.token, CUSTOMER_ID)
     await world.run(Action.INVITE)
     await world.sessions.close(opened.session_id, "helpdesk", "helpdesk")
@@ -290,8 +297,8 @@ async def test_close_room_says_why_removes_everyone_but_the_bot_and_leaves(world
     assert closed.detail == {"reason": "helpdesk"}
 
 
-async def test_close_room_goes_on_when_the_closing_notice_is_refused(world: World) -> None:
-    opened, room_id = await world.open_room()
+async def test_close_room_goes_on_when_the_closing_notice_is_refused(room: OpenRoom) -> None:
+    world, opened, room_id = room
     await world.sessions.close(opened.session_id, "agent", AGENT_ID)
     world.rooms.fail_next("send_notice", forbidden())
 
@@ -302,8 +309,8 @@ async def test_close_room_goes_on_when_the_closing_notice_is_refused(world: Worl
     assert (await world.session(opened.session_id)).state == "closed"
 
 
-async def test_close_room_is_retried_when_the_homeserver_is_away(world: World) -> None:
-    opened, _ = await world.open_room()
+async def test_close_room_is_retried_when_the_homeserver_is_away(room: OpenRoom) -> None:
+    world, opened, _ = room
     await world.sessions.close(opened.session_id, "agent", AGENT_ID)
     world.rooms.fail_next("members", HomeserverUnavailable())
     context = await world.take(Action.CLOSE_ROOM)
@@ -327,8 +334,8 @@ async def test_close_room_before_the_room_exists_just_closes_the_session(world: 
     assert (await world.session(opened.session_id)).state == "closed"
 
 
-async def test_close_room_for_a_session_that_is_not_closing_does_nothing(world: World) -> None:
-    opened, _ = await world.open_room()
+async def test_close_room_for_a_session_that_is_not_closing_does_nothing(room: OpenRoom) -> None:
+    world, opened, _ = room
 
     await world.room_jobs.close_room(JobContext(0, opened.session_id, {"reason": "agent"}))
 
@@ -339,8 +346,8 @@ async def test_close_room_for_a_session_that_is_not_closing_does_nothing(world: 
 # -- expire ---------------------------------------------------------------------------------------
 
 
-async def test_expire_closes_the_session_only_once_it_is_due(world: World) -> None:
-    opened, _ = await world.open_room()
+async def test_expire_closes_the_session_only_once_it_is_due(room: OpenRoom) -> None:
+    world, opened, _ = room
     deadline = (await world.session(opened.session_id)).expires_at
     context = await world.take(Action.EXPIRE)
     world.clock.now = deadline - timedelta(seconds=1)
@@ -359,8 +366,10 @@ async def test_expire_closes_the_session_only_once_it_is_due(world: World) -> No
     assert close.params == {"reason": "expired"}
 
 
-async def test_the_expiry_of_an_extended_session_waits_for_the_new_deadline(world: World) -> None:
-    opened, room_id = await world.open_room()
+async def test_the_expiry_of_an_extended_session_waits_for_the_new_deadline(
+    room: OpenRoom,
+) -> None:
+    world, opened, room_id = room
     first = (await world.session(opened.session_id)).expires_at
     await world.room_events.agent_command(room_id, AGENT_ID, "!extend 1d", "$extend")
     world.clock.now = first
@@ -373,8 +382,8 @@ async def test_the_expiry_of_an_extended_session_waits_for_the_new_deadline(worl
     assert (await world.session(opened.session_id)).state == "closed"
 
 
-async def test_expire_of_a_closed_session_does_nothing(world: World) -> None:
-    opened, _ = await world.open_room()
+async def test_expire_of_a_closed_session_does_nothing(room: OpenRoom) -> None:
+    world, opened, _ = room
     await world.sessions.close(opened.session_id, "agent", AGENT_ID)
     await world.run(Action.CLOSE_ROOM)
     world.clock.advance(days=30)
