@@ -27,25 +27,37 @@ S = SessionState
 ALLOWED = {(S.PENDING, S.OPEN), (S.PENDING, S.CLOSING), (S.OPEN, S.CLOSING), (S.CLOSING, S.CLOSED)}
 
 
-async def _add_session(world: World, state: SessionState, ticket: str = "T-1") -> SecureSession:
+async def _add_sessions(world: World, *states: SessionState) -> list[SecureSession]:
+    """One session per state (each of its own ticket), recorded in one transaction."""
     now = world.clock()
-    session_id = str(uuid.uuid4())
-    session = SecureSession(
-        id=session_id,
-        integration="helpdesk",
-        ticket_ref=ticket,
-        subject="VPN access",
-        agent_ref=AGENT,
-        agent_user_id=AGENT_ID,
-        room_alias=f"#sealroom-{session_id}:example.org",
-        state=state.value,
-        created_at=now,
-        updated_at=now,
-        expires_at=now + SESSION_LIFETIME,
-    )
+    sessions = []
+    for number, state in enumerate(states):
+        session_id = str(uuid.uuid4())
+        sessions.append(
+            SecureSession(
+                id=session_id,
+                integration="helpdesk",
+                ticket_ref=f"T-{number}",
+                subject="VPN access",
+                agent_ref=AGENT,
+                agent_user_id=AGENT_ID,
+                room_alias=f"#sealroom-{session_id}:example.org",
+                state=state.value,
+                created_at=now,
+                updated_at=now,
+                expires_at=now + SESSION_LIFETIME,
+            )
+        )
     async with world.database.transaction() as db:
-        db.add(session)
-    return session
+        db.add_all(sessions)
+    return sessions
+
+
+async def _stored_states(world: World, sessions: list[SecureSession]) -> list[str]:
+    """The state the store holds for each session, in order."""
+    async with world.database.transaction() as db:
+        rows = {row.id: row.state for row in (await db.execute(select(SecureSession))).scalars()}
+    return [rows[session.id] for session in sessions]
 
 
 async def _open(world: World, ticket: str = "T-1", agent: str = AGENT) -> tuple[str, bool]:
@@ -72,74 +84,88 @@ def test_the_transition_table_is_the_documented_life_of_a_session() -> None:
     assert set(TRANSITIONS) == set(SessionState)
 
 
-@pytest.mark.parametrize(
-    ("source", "target"),
-    list(itertools.product(SessionState, SessionState)),
-    ids=lambda state: str(state),
-)
-async def test_a_move_happens_only_when_the_table_allows_it(
-    world: World, source: SessionState, target: SessionState
-) -> None:
-    session = await _add_session(world, source)
+async def test_a_move_happens_only_when_the_table_allows_it(world: World) -> None:
+    pairs = list(itertools.product(SessionState, SessionState))
+    sessions = await _add_sessions(world, *(source for source, _ in pairs))
     world.clock.advance(minutes=1)
+    now = world.clock()
 
     async with world.database.transaction() as db:
-        moved = await world.sessions._move(db, session, target, world.clock(), close_reason="x")
-
-    allowed = (source, target) in ALLOWED
-    assert moved is allowed
-    stored = await world.session(session.id)
-    assert stored.state == (target if allowed else source)
-    assert session.state == stored.state  # the loaded object is kept in step
-    assert (stored.updated_at == world.clock()) is allowed
-    assert (stored.closed_at is not None) is (allowed and target == S.CLOSED)
-
-
-@pytest.mark.parametrize("state", list(SessionState))
-async def test_opened_moves_only_a_pending_session(world: World, state: SessionState) -> None:
-    session = await _add_session(world, state)
+        moved = [
+            await world.sessions._move(db, session, target, now, close_reason="x")
+            for session, (_, target) in zip(sessions, pairs, strict=True)
+        ]
 
     async with world.database.transaction() as db:
-        await world.sessions.opened(db, session, world.clock())
+        rows = {row.id: row for row in (await db.execute(select(SecureSession))).scalars()}
+    wrong = []
+    for (source, target), session, did_move in zip(pairs, sessions, moved, strict=True):
+        allowed = (source, target) in ALLOWED
+        row = rows[session.id]
+        seen = (
+            did_move,
+            row.state,
+            session.state,
+            row.updated_at == now,
+            row.closed_at is not None,
+        )
+        expected = (
+            allowed,
+            target if allowed else source,
+            target if allowed else source,  # the loaded object is kept in step
+            allowed,
+            allowed and target == S.CLOSED,
+        )
+        if seen != expected:
+            wrong.append(f"{source} -> {target}: {seen} instead of {expected}")
+    assert wrong == []
 
-    expected = S.OPEN if state == S.PENDING else state
-    assert (await world.session(session.id)).state == expected
+
+async def test_opened_moves_only_a_pending_session(world: World) -> None:
+    sessions = await _add_sessions(world, *SessionState)
+
+    async with world.database.transaction() as db:
+        for session in sessions:
+            await world.sessions.opened(db, session, world.clock())
+
+    # pending, open, closing, closed ->
+    assert await _stored_states(world, sessions) == ["open", "open", "closing", "closed"]
 
 
-@pytest.mark.parametrize("state", list(SessionState))
 async def test_begin_close_moves_only_a_live_session_and_schedules_close_room_once(
-    world: World, state: SessionState
+    world: World,
 ) -> None:
-    session = await _add_session(world, state)
+    sessions = await _add_sessions(world, *SessionState)
 
     async with world.database.transaction() as db:
-        began = await world.sessions.begin_close(db, session, "agent", AGENT_ID, world.clock())
+        began = [
+            await world.sessions.begin_close(db, session, "agent", AGENT_ID, world.clock())
+            for session in sessions
+        ]
 
-    live = state in (S.PENDING, S.OPEN)
-    assert began is live
-    stored = await world.session(session.id)
-    assert stored.state == (S.CLOSING if live else state)
-    assert (stored.close_reason == "agent") is live
-    assert len(await world.jobs(Action.CLOSE_ROOM)) == int(live)
-    assert len(await world.audit("session.closing")) == int(live)
+    assert began == [True, True, False, False]
+    assert await _stored_states(world, sessions) == ["closing", "closing", "closing", "closed"]
+    assert [session.close_reason for session in sessions] == ["agent", "agent", None, None]
+    closing = [job.session_id for job in await world.jobs(Action.CLOSE_ROOM)]
+    assert closing == [sessions[0].id, sessions[1].id]
+    assert [e.session_id for e in await world.audit("session.closing")] == closing
 
 
-@pytest.mark.parametrize("state", list(SessionState))
-async def test_closed_moves_only_a_closing_session(world: World, state: SessionState) -> None:
-    session = await _add_session(world, state)
+async def test_closed_moves_only_a_closing_session(world: World) -> None:
+    sessions = await _add_sessions(world, *SessionState)
 
     async with world.database.transaction() as db:
-        await world.sessions.closed(db, session, world.clock())
+        for session in sessions:
+            await world.sessions.closed(db, session, world.clock())
 
-    expected = S.CLOSED if state == S.CLOSING else state
-    assert (await world.session(session.id)).state == expected
+    assert await _stored_states(world, sessions) == ["pending", "open", "closed", "closed"]
 
 
 @pytest.mark.parametrize("state", [S.CLOSING, S.CLOSED])
 async def test_closing_a_session_that_is_not_live_raises_session_closed(
     world: World, state: SessionState
 ) -> None:
-    session = await _add_session(world, state)
+    [session] = await _add_sessions(world, state)
 
     with pytest.raises(SessionClosed):
         await world.sessions.close(session.id, "agent", AGENT_ID)
