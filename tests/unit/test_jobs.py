@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 import store.jobs
 from bridge.jobs import (
@@ -72,10 +72,11 @@ async def make_runner(database: Database) -> AsyncIterator[MakeRunner]:
 
 
 async def _add(database: Database, action: Action = Action.NOTICE, **kwargs: Any) -> int:
+    """Schedule a job as the domain does; its id."""
     async with database.transaction() as db:
         assert await schedule(db, action, utcnow(), **kwargs)
         await db.flush()
-        return int((await db.execute(select(Job.id).order_by(Job.id.desc()))).scalars().first())
+        return int((await db.execute(select(func.max(Job.id)))).scalar_one())
 
 
 async def _job(database: Database, job_id: int) -> Job | None:
