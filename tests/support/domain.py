@@ -1,9 +1,10 @@
 """The domain wired to a real store and the fakes of `tests.support.fakes`, for the unit tier.
 
 `World` is every service of `bridge/` built the way `bridge.app` builds them, minus the Matrix
-client and the HTTP server. Its helpers drive the durable jobs by hand (no runner loop, no
-timing): `take` claims a job as the runner would and gives its context to the test, `run_due`
-runs whatever is due until nothing is.
+client and the HTTP server (tests/unit/conftest.py hands one out per test, on its own store).
+Its helpers drive the durable jobs by hand (no runner loop, no timing): `take` claims a job as
+the runner would and gives its context to the test, `run_due` runs whatever is due until
+nothing is.
 """
 
 from __future__ import annotations
@@ -184,9 +185,6 @@ class World:
             query = query.where(AuditEvent.action.in_(actions))
         async with self.database.transaction() as db:
             return list((await db.execute(query)).scalars())
-
-    async def audit_actions(self) -> list[str]:
-        return [event.action for event in await self.audit()]
 
 
 def build_world(database: Database, **settings: Any) -> World:
