@@ -166,7 +166,7 @@ async def test_extend_after_the_deadline_counts_from_now(room: OpenRoom) -> None
     assert after == world.clock.now + timedelta(hours=DEFAULT_EXTEND_HOURS)
 
 
-@pytest.mark.parametrize("body", ["!extend nan", "!extend -3", "!trust bob", "!trust", "!help"])
+@pytest.mark.parametrize("body", ["!extend nan", "!trust bob", "!help"])
 async def test_usage_and_help_are_answered_with_a_notice_and_change_nothing(
     room: OpenRoom, body: str
 ) -> None:
@@ -184,13 +184,16 @@ async def test_usage_and_help_are_answered_with_a_notice_and_change_nothing(
     assert len(await world.jobs(Action.EXPIRE)) == 1
 
 
-async def test_a_command_from_anyone_but_the_agent_is_ignored(room: OpenRoom) -> None:
+async def test_commands_from_anyone_but_the_agent_and_plain_messages_are_ignored(
+    room: OpenRoom,
+) -> None:
     world, opened, room_id = room
     jobs_before = await world.jobs(None)
     ledger_before = await _ledger_size(world)
 
     for sender in (CUSTOMER_ID, "@mallory:example.org", world.rooms.bot_user_id):
         await world.room_events.agent_command(room_id, sender, "!close", f"$from-{sender}")
+    await world.room_events.agent_command(room_id, AGENT_ID, "here is the password", "$msg")
 
     assert (await world.session(opened.session_id)).state == "open"
     assert [job.id for job in await world.jobs(None)] == [job.id for job in jobs_before]
@@ -243,16 +246,6 @@ async def test_commands_are_ignored_when_the_room_is_unknown_or_the_session_not_
     assert (await world.session(opened.session_id)).state == "closing"
     assert [job.id for job in await world.jobs(None)] == jobs_before
     assert len(await world.audit("session.closing")) == 1
-
-
-async def test_plain_messages_are_not_recorded_in_the_ledger(room: OpenRoom) -> None:
-    world, _, room_id = room
-    ledger_before = await _ledger_size(world)
-
-    await world.room_events.agent_command(room_id, AGENT_ID, "here is the password", "$msg")
-
-    assert await _ledger_size(world) == ledger_before
-    assert await world.notice_texts() == []
 
 
 async def test_trust_adopts_a_changed_identity_and_says_so(room: OpenRoom) -> None:

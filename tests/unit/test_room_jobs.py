@@ -14,7 +14,7 @@ from bridge.ids import RoomID, UserID
 from bridge.jobs import Action, JobContext
 from bridge.ports import RoomSpec
 from bridge.room_jobs import RoomNotReady
-from store import Invite
+from store import Database, Invite
 from tests.support.domain import (
     AGENT_ID,
     CUSTOMER_ID,
@@ -22,6 +22,7 @@ from tests.support.domain import (
     OTHER_AGENT_ID,
     OpenRoom,
     World,
+    build_world,
 )
 from tests.support.fakes import forbidden, rate_limited
 
@@ -32,9 +33,9 @@ async def _invite_row(world: World) -> Invite:
     return invite  # the ticket's one link
 
 
-async def test_room_jobs_register_every_action_and_a_give_up_hook_for_invites(
-    world: World,
-) -> None:
+def test_room_jobs_register_every_action_and_a_give_up_hook_for_invites() -> None:
+    world = build_world(Database("sqlite+aiosqlite://"))  # registering touches no store
+
     assert set(world.registry.handlers) == {action.value for action in Action}
     assert set(world.registry.on_give_up) == {Action.INVITE.value}
 

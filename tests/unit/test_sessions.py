@@ -161,16 +161,12 @@ async def test_closed_moves_only_a_closing_session(world: World) -> None:
     assert await _stored_states(world, sessions) == ["pending", "open", "closed", "closed"]
 
 
-@pytest.mark.parametrize("state", [S.CLOSING, S.CLOSED])
-async def test_closing_a_session_that_is_not_live_raises_session_closed(
-    world: World, state: SessionState
-) -> None:
-    [session] = await _add_sessions(world, state)
+async def test_closing_a_session_that_is_not_live_raises_session_closed(world: World) -> None:
+    sessions = await _add_sessions(world, S.CLOSING, S.CLOSED)
 
-    with pytest.raises(SessionClosed):
-        await world.sessions.close(session.id, "agent", AGENT_ID)
-    with pytest.raises(SessionClosed):
-        await world.sessions.close("no-such-session", "agent", AGENT_ID)
+    for session_id in [session.id for session in sessions] + ["no-such-session"]:
+        with pytest.raises(SessionClosed):
+            await world.sessions.close(session_id, "agent", AGENT_ID)
 
     assert await world.jobs(Action.CLOSE_ROOM) == []
 
