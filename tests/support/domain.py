@@ -79,6 +79,13 @@ class Opened:
     token: str
 
 
+class OpenTicket(NamedTuple):
+    """Ticket T-1 after the helpdesk's open webhook: what `World.open_ticket` gives."""
+
+    world: World
+    opened: Opened
+
+
 class OpenRoom(NamedTuple):
     """Ticket T-1, opened by the helpdesk, its room created: what `World.open_room` gives."""
 

@@ -1,8 +1,8 @@
 """Fixtures of the unit tier: a migrated SQLite store per test and the domain wired to fakes.
 
 Each test gets its own database file in its tmp_path: a copy of a schema migrated once per run
-with `upgrade_to_head` (`world`), or of one in which the real flow opened ticket T-1 and created
-its room once per run (`room`: most tests start from an open room).
+with `upgrade_to_head` (`world`), or of one in which the real flow, once per run, handled the
+open webhook of ticket T-1 (`ticket`) and then created its room (`room`).
 
 The tests share one `Database` (one engine) that only ever points at the current test's file:
 SQLAlchemy compiles statements once per engine, and a fresh engine per test cost more than the
@@ -23,8 +23,9 @@ import pytest_asyncio
 
 import store.migrate
 from bridge.ids import UserID
+from bridge.jobs import Action
 from store import Database
-from tests.support.domain import Opened, OpenRoom, World, build_world
+from tests.support.domain import Opened, OpenRoom, OpenTicket, World, build_world
 
 
 def _url(path: Path) -> str:
@@ -80,36 +81,61 @@ async def world(database: Database) -> World:
 
 
 @dataclass(frozen=True)
-class RoomTemplate:
+class Template:
+    """A store in which the real flow already did something, once per run."""
+
     path: Path
     opened: Opened
-    room_id: str
-    members: tuple[UserID, ...]
+    members: tuple[UserID, ...] = ()  # of the room, if one was created
+
+
+@pytest_asyncio.fixture(scope="session")
+async def ticket_template(
+    shared_store: SharedStore, tmp_path_factory: pytest.TempPathFactory
+) -> Template:
+    """The helpdesk's open webhook for T-1 was handled."""
+    path = tmp_path_factory.mktemp("ticket") / "ticket.db"
+    shutil.copyfile(shared_store.template, path)
+    database = Database(_url(path))
+    try:
+        opened = await build_world(database).open_ticket("T-1")
+    finally:
+        await database.close()
+    return Template(path, opened)
 
 
 @pytest_asyncio.fixture(scope="session")
 async def room_template(
-    shared_store: SharedStore, tmp_path_factory: pytest.TempPathFactory
-) -> RoomTemplate:
+    ticket_template: Template, tmp_path_factory: pytest.TempPathFactory
+) -> Template:
+    """Then the create_room job ran."""
     path = tmp_path_factory.mktemp("room") / "room.db"
-    shutil.copyfile(shared_store.template, path)
+    shutil.copyfile(ticket_template.path, path)
     database = Database(_url(path))
     try:
         world = build_world(database)
-        opened, room_id = await world.open_room("T-1")
-        members = tuple(world.rooms.rooms[world.rooms.room_id_for_session(opened.session_id)])
+        await world.run(Action.CREATE_ROOM)
+        room_id = world.rooms.room_id_for_session(ticket_template.opened.session_id)
+        members = tuple(world.rooms.rooms[room_id])
     finally:
         await database.close()
-    return RoomTemplate(path, opened, room_id, members)
+    return Template(path, ticket_template.opened, members)
+
+
+@pytest_asyncio.fixture
+async def ticket(
+    shared_store: SharedStore, ticket_template: Template, tmp_path: Path
+) -> AsyncIterator[OpenTicket]:
+    async with _own_copy(shared_store, ticket_template.path, tmp_path) as database:
+        yield OpenTicket(build_world(database), ticket_template.opened)
 
 
 @pytest_asyncio.fixture
 async def room(
-    shared_store: SharedStore, room_template: RoomTemplate, tmp_path: Path
+    shared_store: SharedStore, room_template: Template, tmp_path: Path
 ) -> AsyncIterator[OpenRoom]:
     async with _own_copy(shared_store, room_template.path, tmp_path) as database:
         world = build_world(database)
-        world.rooms.rooms[world.rooms.room_id_for_session(room_template.opened.session_id)] = list(
-            room_template.members
-        )
-        yield OpenRoom(world, room_template.opened, room_template.room_id)
+        room_id = world.rooms.room_id_for_session(room_template.opened.session_id)
+        world.rooms.rooms[room_id] = list(room_template.members)
+        yield OpenRoom(world, room_template.opened, room_id)

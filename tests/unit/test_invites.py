@@ -6,7 +6,7 @@ import pytest
 
 from bridge.errors import HomeserverUnavailable, MatrixIdInvalid, MatrixUserUnknown
 from bridge.jobs import Action
-from tests.support.domain import CUSTOMER_ID, World
+from tests.support.domain import CUSTOMER_ID, OpenTicket
 
 LOCAL_USER = "@carol:example.org"
 
@@ -19,9 +19,9 @@ LOCAL_USER = "@carol:example.org"
     ],
 )
 async def test_a_redeem_that_cannot_succeed_leaves_the_link_unspent(
-    world: World, user_id: str, error: type[Exception]
+    ticket: OpenTicket, user_id: str, error: type[Exception]
 ) -> None:
-    opened = await world.open_ticket()
+    world, opened = ticket
 
     with pytest.raises(error):
         await world.invites.redeem(opened.token, user_id)
@@ -31,9 +31,9 @@ async def test_a_redeem_that_cannot_succeed_leaves_the_link_unspent(
 
 
 async def test_a_redeem_while_the_homeserver_cannot_tell_leaves_the_link_unspent(
-    world: World,
+    ticket: OpenTicket,
 ) -> None:
-    opened = await world.open_ticket()
+    world, opened = ticket
     world.accounts.existing.add(LOCAL_USER)
     world.accounts.fail_next("exists", HomeserverUnavailable())
 
@@ -47,8 +47,8 @@ async def test_a_redeem_while_the_homeserver_cannot_tell_leaves_the_link_unspent
     assert invite.params["user_id"] == LOCAL_USER
 
 
-async def test_accounts_on_other_servers_are_not_looked_up(world: World) -> None:
-    opened = await world.open_ticket()
+async def test_accounts_on_other_servers_are_not_looked_up(ticket: OpenTicket) -> None:
+    world, opened = ticket
 
     redeemed = await world.invites.redeem(opened.token, CUSTOMER_ID)
 

@@ -20,7 +20,7 @@ from bridge.invites import hash_token
 from bridge.jobs import Action
 from bridge.registration import CLOCK_SKEW, MAX_REGISTRATION_ATTEMPTS
 from store import Database, Invite
-from tests.support.domain import OpenRoom, World, build_world
+from tests.support.domain import OpenRoom, OpenTicket, World, build_world
 
 NEW_USER = "@new-customer:example.org"
 
@@ -33,8 +33,8 @@ async def _invite(world: World, token: str) -> Invite:
     return invite
 
 
-async def test_start_mints_one_token_that_only_the_browser_gets(world: World) -> None:
-    opened = await world.open_ticket()
+async def test_start_mints_one_token_that_only_the_browser_gets(ticket: OpenTicket) -> None:
+    world, opened = ticket
 
     started = await world.registration.start(opened.token)
 
@@ -47,8 +47,8 @@ async def test_start_mints_one_token_that_only_the_browser_gets(world: World) ->
     assert audit.session_id == opened.session_id
 
 
-async def test_the_registration_token_never_outlives_the_invite(world: World) -> None:
-    opened = await world.open_ticket()
+async def test_the_registration_token_never_outlives_the_invite(ticket: OpenTicket) -> None:
+    world, opened = ticket
     world.clock.now = (await _invite(world, opened.token)).expires_at - timedelta(minutes=5)
 
     started = await world.registration.start(opened.token)
@@ -56,8 +56,8 @@ async def test_the_registration_token_never_outlives_the_invite(world: World) ->
     assert started.expires_at == (await _invite(world, opened.token)).expires_at
 
 
-async def test_after_any_number_of_starts_at_most_one_token_is_valid(world: World) -> None:
-    opened = await world.open_ticket()
+async def test_after_any_number_of_starts_at_most_one_token_is_valid(ticket: OpenTicket) -> None:
+    world, opened = ticket
 
     for attempt in range(1, MAX_REGISTRATION_ATTEMPTS + 1):
         started = await world.registration.start(opened.token)
@@ -71,8 +71,8 @@ async def test_after_any_number_of_starts_at_most_one_token_is_valid(world: Worl
     assert world.tokens.revoked == world.tokens.minted[:-1]
 
 
-async def test_five_starts_then_an_abandon_leave_no_valid_token(world: World) -> None:
-    opened = await world.open_ticket()
+async def test_five_starts_then_an_abandon_leave_no_valid_token(ticket: OpenTicket) -> None:
+    world, opened = ticket
     for _ in range(MAX_REGISTRATION_ATTEMPTS):
         started = await world.registration.start(opened.token)
 
@@ -86,8 +86,8 @@ async def test_five_starts_then_an_abandon_leave_no_valid_token(world: World) ->
     assert (await world.invites.view(opened.token)).ticket_ref == "T-1"  # the link still works
 
 
-async def test_concurrent_starts_leave_at_most_one_valid_token(world: World) -> None:
-    opened = await world.open_ticket()
+async def test_concurrent_starts_leave_at_most_one_valid_token(ticket: OpenTicket) -> None:
+    world, opened = ticket
 
     results = await asyncio.gather(
         *(world.registration.start(opened.token) for _ in range(2)), return_exceptions=True
@@ -123,8 +123,8 @@ async def test_finish_checks_the_new_account_then_invites_it_and_revokes_the_tok
         await world.registration.start(opened.token)
 
 
-async def test_finish_with_the_token_of_another_invite_is_not_verified(world: World) -> None:
-    mine = await world.open_ticket("T-1")
+async def test_finish_with_the_token_of_another_invite_is_not_verified(ticket: OpenTicket) -> None:
+    world, mine = ticket
     theirs = await world.open_ticket("T-2")
     await world.registration.start(mine.token)
     their_start = await world.registration.start(theirs.token)
@@ -137,8 +137,8 @@ async def test_finish_with_the_token_of_another_invite_is_not_verified(world: Wo
     assert await world.jobs(Action.INVITE) == []
 
 
-async def test_finish_without_a_start_is_not_verified(world: World) -> None:
-    opened = await world.open_ticket()
+async def test_finish_without_a_start_is_not_verified(ticket: OpenTicket) -> None:
+    world, opened = ticket
 
     with pytest.raises(RegistrationNotVerified):
         await world.registration.finish(opened.token, NEW_USER, "made-up-token")
@@ -146,8 +146,10 @@ async def test_finish_without_a_start_is_not_verified(world: World) -> None:
     assert world.tokens.calls == []
 
 
-async def test_finish_with_a_token_that_made_no_account_is_not_verified(world: World) -> None:
-    opened = await world.open_ticket()
+async def test_finish_with_a_token_that_made_no_account_is_not_verified(
+    ticket: OpenTicket,
+) -> None:
+    world, opened = ticket
     started = await world.registration.start(opened.token)
     world.tokens.add_user(NEW_USER, world.clock())  # exists, but not made with our token
 
@@ -157,8 +159,10 @@ async def test_finish_with_a_token_that_made_no_account_is_not_verified(world: W
     assert (await _invite(world, opened.token)).used_at is None
 
 
-async def test_finish_with_an_account_older_than_the_start_is_not_verified(world: World) -> None:
-    opened = await world.open_ticket()
+async def test_finish_with_an_account_older_than_the_start_is_not_verified(
+    ticket: OpenTicket,
+) -> None:
+    world, opened = ticket
     started = await world.registration.start(opened.token)
     world.tokens.register(started.registration_token, "@someone:example.org")
     world.tokens.add_user(NEW_USER, world.clock() - CLOCK_SKEW - timedelta(seconds=1))
@@ -167,8 +171,10 @@ async def test_finish_with_an_account_older_than_the_start_is_not_verified(world
         await world.registration.finish(opened.token, NEW_USER, started.registration_token)
 
 
-async def test_finish_with_an_account_on_another_server_is_not_verified(world: World) -> None:
-    opened = await world.open_ticket()
+async def test_finish_with_an_account_on_another_server_is_not_verified(
+    ticket: OpenTicket,
+) -> None:
+    world, opened = ticket
     started = await world.registration.start(opened.token)
     world.tokens.register(started.registration_token, "@new-customer:elsewhere.example")
 
@@ -192,8 +198,10 @@ async def test_abandoning_after_the_account_was_made_tells_the_agent_once(room: 
     assert await world.jobs(Action.INVITE) == []
 
 
-async def test_abandoning_with_a_token_of_another_invite_revokes_nothing(world: World) -> None:
-    mine = await world.open_ticket("T-1")
+async def test_abandoning_with_a_token_of_another_invite_revokes_nothing(
+    ticket: OpenTicket,
+) -> None:
+    world, mine = ticket
     theirs = await world.open_ticket("T-2")
     await world.registration.start(mine.token)
     their_start = await world.registration.start(theirs.token)
@@ -204,8 +212,8 @@ async def test_abandoning_with_a_token_of_another_invite_revokes_nothing(world: 
     assert len(await world.tokens.list_valid()) == 2
 
 
-async def test_a_start_that_cannot_mint_spends_no_attempt(world: World) -> None:
-    opened = await world.open_ticket()
+async def test_a_start_that_cannot_mint_spends_no_attempt(ticket: OpenTicket) -> None:
+    world, opened = ticket
     world.tokens.fail_next("mint", HomeserverUnavailable())
 
     with pytest.raises(HomeserverUnavailable):
@@ -232,9 +240,9 @@ async def test_registration_is_refused_when_it_is_not_offered(database: Database
     "on the homeserver, stored nowhere, so nothing can ever revoke it",
 )
 async def test_a_start_that_loses_its_invite_while_minting_leaves_no_valid_token(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    ticket: OpenTicket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    opened = await world.open_ticket()
+    world, opened = ticket
     mint = world.tokens.mint
 
     async def mint_while_the_link_is_redeemed(expires_at: datetime) -> str:

@@ -21,6 +21,7 @@ from tests.support.domain import (
     OTHER_AGENT,
     OTHER_AGENT_ID,
     OpenRoom,
+    OpenTicket,
     World,
     build_world,
 )
@@ -43,16 +44,18 @@ def test_room_jobs_register_every_action_and_a_give_up_hook_for_invites() -> Non
 # -- create_room ----------------------------------------------------------------------------------
 
 
-async def test_create_room_asks_for_the_secure_room_and_opens_the_session(world: World) -> None:
-    opened = await world.open_ticket("T-9")
+async def test_create_room_asks_for_the_secure_room_and_opens_the_session(
+    ticket: OpenTicket,
+) -> None:
+    world, opened = ticket
 
     await world.run(Action.CREATE_ROOM)
 
     [(spec,)] = world.rooms.called("create_secure_room")
     assert spec == RoomSpec(
         alias_localpart=f"sealroom-{opened.session_id}",
-        name="Ticket T-9: secure credentials",
-        topic="Secure room for ticket T-9 (VPN access) via helpdesk",
+        name="Ticket T-1: secure credentials",
+        topic="Secure room for ticket T-1 (VPN access) via helpdesk",
         session_id=opened.session_id,
         invite=(UserID(AGENT_ID),),
         agent_user_id=UserID(AGENT_ID),
@@ -65,8 +68,10 @@ async def test_create_room_asks_for_the_secure_room_and_opens_the_session(world:
     assert created.detail == {"room_id": session.room_id}
 
 
-async def test_create_room_makes_the_invitations_that_waited_for_it_due(world: World) -> None:
-    opened = await world.open_ticket()
+async def test_create_room_makes_the_invitations_that_waited_for_it_due(
+    ticket: OpenTicket,
+) -> None:
+    world, opened = ticket
     await world.invites.redeem(opened.token, CUSTOMER_ID)
     waiting = await world.take(Action.INVITE)
     with pytest.raises(RoomNotReady):
@@ -86,16 +91,16 @@ async def test_create_room_makes_the_invitations_that_waited_for_it_due(world: W
 
 
 async def test_create_room_does_nothing_when_the_room_exists_or_the_session_closes(
-    world: World,
+    room: OpenRoom,
 ) -> None:
-    opened, _ = await world.open_room("T-1")
+    world, opened, _ = room
     other = await world.open_ticket("T-2")
     await world.sessions.close(other.session_id, "helpdesk", "helpdesk")
 
-    await world.room_jobs.create_room(JobContext(0, opened.session_id, {}))
+    await world.room_jobs.create_room(JobContext(0, opened.session_id, {}))  # T-1's, again
     await world.run(Action.CREATE_ROOM)  # T-2's, now closing
 
-    assert len(world.rooms.called("create_secure_room")) == 1
+    assert world.rooms.called("create_secure_room") == []
     assert (await world.session(other.session_id)).room_id is None
 
 
@@ -106,9 +111,9 @@ async def test_create_room_does_nothing_when_the_room_exists_or_the_session_clos
     "closed: the bot and the invited agent stay in it",
 )
 async def test_a_room_created_while_its_session_closed_is_closed_too(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    ticket: OpenTicket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    opened = await world.open_ticket()
+    world, opened = ticket
     create = world.rooms.create_secure_room
 
     async def slow_create(spec: RoomSpec) -> RoomID:
@@ -212,8 +217,8 @@ async def test_an_invite_refused_for_now_is_raised_for_the_runner_to_retry(
     assert await world.notice_texts() == []
 
 
-async def test_invite_waits_for_the_room(world: World) -> None:
-    opened = await world.open_ticket()
+async def test_invite_waits_for_the_room(ticket: OpenTicket) -> None:
+    world, opened = ticket
     await world.invites.redeem(opened.token, CUSTOMER_ID)
     context = await world.take(Action.INVITE)
 
@@ -325,8 +330,10 @@ async def test_close_room_is_retried_when_the_homeserver_is_away(room: OpenRoom)
     assert len(world.rooms.called("leave")) == 1
 
 
-async def test_close_room_before_the_room_exists_just_closes_the_session(world: World) -> None:
-    opened = await world.open_ticket()
+async def test_close_room_before_the_room_exists_just_closes_the_session(
+    ticket: OpenTicket,
+) -> None:
+    world, opened = ticket
     await world.sessions.close(opened.session_id, "helpdesk", "helpdesk")
 
     await world.run(Action.CLOSE_ROOM)
