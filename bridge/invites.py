@@ -157,9 +157,9 @@ class InviteService:
                 Action.INVITE,
                 now,
                 session_id=session.id,
+                # No dedupe key: the guarded consume above already lets one spending through,
+                # and a link released after a failed invitation may be spent again.
                 params={"user_id": user_id, "invite_id": invite.id},
-                # A released link can be spent again: each spending is its own invitation.
-                dedupe_key=f"invite:{invite.id}:{now.isoformat()}",
             )
             store.audit.record(db, now, action, session_id=session.id, actor=user_id)
             result = Redeemed(

@@ -105,6 +105,12 @@ async def run_now(db: Transaction, session_id: str, action: Action, now: datetim
     await store.jobs.make_due(db, session_id, action.value, now)
 
 
+async def running(db: Transaction, session_id: str, action: Action) -> bool:
+    """Whether a job of `action` for the session is being carried out right now (a waiting one
+    has not looked at the session yet, so it will see what changed)."""
+    return await store.jobs.running(db, session_id, action.value)
+
+
 async def first_time(db: Transaction, key: str, now: datetime, session_id: str | None) -> bool:
     """Record in the ledger that `key` (a Matrix event, say) was handled; False if it was."""
     return await store.ledger.record(db, key, now, session_id=session_id)

@@ -17,6 +17,7 @@ import store.invites
 import store.sessions
 from bridge import notices
 from bridge.errors import (
+    InviteGone,
     RegistrationDisabled,
     RegistrationNotVerified,
     SealroomError,
@@ -88,13 +89,18 @@ class RegistrationService:
         if previous is not None:
             await self._revoke_by_hash(tokens, previous)
         registration_token = await tokens.mint(expires_at)
-        async with self.database.transaction() as db:
-            invite, session = await self.invites.valid(db, token)
-            swapped = await store.invites.swap_registration(
-                db, invite.id, previous, hash_token(registration_token), now
-            )
-            if swapped:
-                store.audit.record(db, now, "registration.started", session_id=session.id)
+        try:
+            async with self.database.transaction() as db:
+                invite, session = await self.invites.valid(db, token)
+                swapped = await store.invites.swap_registration(
+                    db, invite.id, previous, hash_token(registration_token), now
+                )
+                if swapped:
+                    store.audit.record(db, now, "registration.started", session_id=session.id)
+        except InviteGone:
+            # Spent or expired while the token was minted: it must not stay valid, unrecorded.
+            await tokens.revoke(registration_token)
+            raise
         if not swapped:
             # A concurrent start on the same invite won: ours must not stay valid beside it.
             await tokens.revoke(registration_token)

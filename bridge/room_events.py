@@ -27,6 +27,7 @@ from store import SecureSession, Transaction
 
 log = structlog.stdlib.get_logger(__name__)
 
+MIN_EXTEND_HOURS = 1 / 60
 MAX_EXTEND_HOURS = 24.0 * 30
 DEFAULT_EXTEND_HOURS = 24.0
 
@@ -94,7 +95,7 @@ def _parse_extend(args: list[str]) -> Extend | Usage:
     if match is None:
         return Usage("!extend takes a duration such as 2h, 3d or 12 (hours).")
     hours = float(match.group(1)) * (24 if match.group(2).lower() == "d" else 1)
-    if not math.isfinite(hours) or hours <= 0 or hours > MAX_EXTEND_HOURS:
+    if not math.isfinite(hours) or hours < MIN_EXTEND_HOURS or hours > MAX_EXTEND_HOURS:
         return Usage(f"!extend takes between a minute and {MAX_EXTEND_HOURS / 24:.0f} days.")
     return Extend(hours)
 

@@ -16,7 +16,7 @@ from bridge import notices
 from bridge.errors import MatrixRequestFailed
 from bridge.ids import RoomID, UserID, parse_user_id
 from bridge.invites import InviteService
-from bridge.jobs import Action, JobContext, JobRunner, RetryLater, run_now, schedule
+from bridge.jobs import Action, JobContext, JobRunner, RetryLater, run_now, running, schedule
 from bridge.ports import MatrixRooms, RoomSpec
 from bridge.sessions import SessionService, SessionState, is_live, room_alias_localpart
 from store import Transaction
@@ -177,7 +177,13 @@ class RoomJobs:
         session = await self.sessions.load(job.session_id)
         if session.state != SessionState.CLOSING:
             return
-        if session.room_id is not None:
+        if session.room_id is None:
+            async with self.database.transaction() as db:
+                creating = await running(db, session.id, Action.CREATE_ROOM)
+            if creating:
+                # A room being created now would outlive its session: close it once it exists.
+                raise RoomNotReady("the room is still being created")
+        else:
             room_id = RoomID(session.room_id)
             try:
                 await self.rooms.send_notice(

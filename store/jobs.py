@@ -126,3 +126,13 @@ async def prune_done(db: AsyncSession, before: datetime) -> int:
     """Delete finished jobs last touched before `before` (idempotency lives in the ledger)."""
     result = await db.execute(delete(Job).where(Job.state == "done", Job.updated_at < before))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def running(db: AsyncSession, session_id: str, action: str) -> bool:
+    """Whether a job of `action` for the session is being carried out right now."""
+    result = await db.execute(
+        select(Job.id).where(
+            Job.session_id == session_id, Job.action == action, Job.state == "running"
+        )
+    )
+    return result.first() is not None

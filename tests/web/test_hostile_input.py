@@ -42,7 +42,7 @@ from bridge.web.keys import Readiness, Services, WebSettings
 from bridge.web.server import make_runner
 from store.limits import AGENT_REF_MAX, SUBJECT_MAX, TICKET_REF_MAX
 from tests.support.databases import BACKENDS, migrated_database
-from tests.web.test_web import Clock
+from tests.support.fakes import Clock
 
 SECRET = "whsec_" + "c2VhbHJvb20taG9zdGlsZS10ZXN0LWtleQ=="  # "sealroom-hostile-test-key"
 MAX_BODY = 65536  # the production default: big bodies reach the parser, bigger ones get 413

@@ -14,8 +14,8 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,58 +32,18 @@ from bridge import logs
 from bridge.deliveries import DeliveryService
 from bridge.errors import InviteGone
 from bridge.helpdesk.signatures import StandardWebhooksVerifier, sign
-from bridge.ids import RoomID, UserID
 from bridge.invites import InviteService, hash_token
-from bridge.ports import RoomSpec
 from bridge.registration import RegistrationService
 from bridge.sessions import SessionService, Settings
 from bridge.web.app import make_app
 from bridge.web.keys import Readiness, Services, WebSettings
 from store import Database, Invite, Job, SecureSession, WebhookDelivery
+from tests.support.fakes import Clock, RecordingRooms
 
 SECRET = "whsec_" + "c2VhbHJvb20td2ViLXRlc3Qtc2lnbmluZy1rZXk="  # "sealroom-web-test-signing-key"
 PUBLIC_BASE_URL = "https://sealroom.example.org"
 MAX_BODY = 4096
 GONE_MESSAGE = InviteGone.default_message
-
-
-class RecordingRooms:
-    """A `bridge.ports.MatrixRooms` that records what the domain asked the homeserver to do."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[Any, ...]]] = []
-
-    @property
-    def bot_user_id(self) -> UserID:
-        return UserID("@sealroom:example.org")
-
-    async def create_secure_room(self, spec: RoomSpec) -> RoomID:
-        self.calls.append(("create_secure_room", (spec,)))
-        return RoomID(f"!{spec.alias_localpart}:example.org")
-
-    async def invite(self, room_id: RoomID, user_id: UserID) -> None:
-        self.calls.append(("invite", (room_id, user_id)))
-
-    async def send_notice(self, room_id: RoomID, text: str) -> None:
-        self.calls.append(("send_notice", (room_id, text)))
-
-    async def members(self, room_id: RoomID) -> list[UserID]:
-        self.calls.append(("members", (room_id,)))
-        return [self.bot_user_id]
-
-    async def kick(self, room_id: RoomID, user_id: UserID, reason: str) -> None:
-        self.calls.append(("kick", (room_id, user_id, reason)))
-
-    async def leave(self, room_id: RoomID) -> None:
-        self.calls.append(("leave", (room_id,)))
-
-
-@dataclass
-class Clock:
-    now: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass

@@ -1,0 +1,98 @@
+"""The fakes in tests/support/fakes.py answer like the ports they stand in for.
+
+The other unit tests trust them; these say what they promise.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from bridge.errors import HomeserverUnavailable, MatrixRequestFailed
+from bridge.ids import RoomID, UserID
+from bridge.ports import RoomSpec
+from tests.support.fakes import (
+    Clock,
+    FakeAccounts,
+    FakeRegistrationTokens,
+    RecordingRooms,
+    forbidden,
+)
+
+ALICE = UserID("@alice:example.org")
+CAROL = UserID("@carol:example.net")
+
+
+async def test_recording_rooms_keeps_members_and_records_every_call() -> None:
+    rooms = RecordingRooms()
+    spec = RoomSpec("sealroom-1", "name", "topic", "1", invite=(ALICE,), agent_user_id=ALICE)
+
+    room_id = await rooms.create_secure_room(spec)
+    assert await rooms.create_secure_room(spec) == room_id  # found again by its alias
+    await rooms.invite(room_id, CAROL)
+    await rooms.kick(room_id, ALICE, "bye")
+    members = await rooms.members(room_id)
+    await rooms.leave(room_id)
+
+    assert members == [rooms.bot_user_id, CAROL]
+    assert rooms.rooms[room_id] == [CAROL]
+    assert [name for name, _ in rooms.calls] == [
+        "create_secure_room",
+        "create_secure_room",
+        "invite",
+        "kick",
+        "members",
+        "leave",
+    ]
+
+
+async def test_a_queued_failure_is_raised_once_in_order_and_changes_nothing() -> None:
+    rooms = RecordingRooms()
+    room_id = RoomID("!room:example.org")
+    rooms.fail_next("invite", forbidden("no"), HomeserverUnavailable())
+
+    with pytest.raises(MatrixRequestFailed) as refused:
+        await rooms.invite(room_id, CAROL)
+    with pytest.raises(HomeserverUnavailable):
+        await rooms.invite(room_id, CAROL)
+    await rooms.invite(room_id, CAROL)
+
+    assert refused.value.matrix_errcode == "M_FORBIDDEN"
+    assert rooms.called("invite") == [(room_id, CAROL)] * 3
+    assert rooms.rooms[room_id] == [rooms.bot_user_id, CAROL]
+    with pytest.raises(AttributeError):
+        rooms.fail_next("invit", forbidden())
+
+
+async def test_registration_tokens_are_single_use_expire_and_vanish_when_revoked() -> None:
+    clock = Clock()
+    tokens = FakeRegistrationTokens(clock)
+    used = await tokens.mint(clock() + timedelta(minutes=30))
+    revoked = await tokens.mint(clock() + timedelta(minutes=30))
+    expiring = await tokens.mint(clock() + timedelta(minutes=1))
+
+    tokens.register(used, "@new:example.org")
+    await tokens.revoke(revoked)
+    await tokens.revoke("never-minted")  # gone already is fine
+
+    assert await tokens.list_valid() == [expiring]
+    assert await tokens.completed(used) == 1
+    assert await tokens.completed(revoked) is None
+    assert await tokens.user_created_at("@new:example.org") == clock()
+    with pytest.raises(MatrixRequestFailed):
+        tokens.register(used, "@second:example.org")
+    clock.advance(minutes=1)
+    assert await tokens.list_valid() == []
+    with pytest.raises(MatrixRequestFailed):
+        tokens.register(expiring, "@late:example.org")
+
+
+async def test_accounts_exist_only_when_listed() -> None:
+    accounts = FakeAccounts(ALICE)
+    accounts.fail_next("exists", HomeserverUnavailable())
+
+    with pytest.raises(HomeserverUnavailable):
+        await accounts.exists(ALICE)
+    assert await accounts.exists(ALICE) is True
+    assert await accounts.exists(UserID("@bob:example.org")) is False
