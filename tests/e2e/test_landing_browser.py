@@ -130,9 +130,7 @@ async def test_invalid_matrix_id_shows_an_error_and_the_link_still_works(
     # Well-formed, on the bot's own homeserver, but no such account (a typo): told so before
     # anything is spent, and the link stays usable.
     await _redeem_in_page(page, f"@typo-{secrets.token_hex(4)}:localhost")
-    await page.wait_for_function(
-        "document.getElementById('error').textContent.includes('no account with this Matrix ID')"
-    )
+    await page.locator("#error", has_text="no account with this Matrix ID").wait_for()
     assert await page.is_visible("#invite")
     assert (await _invite_row(service, token)).used_at is None
 
