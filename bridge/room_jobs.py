@@ -115,7 +115,7 @@ class RoomJobs:
                 raise
             # Refused for good (no such user, a server that will not have it): retrying
             # cannot help, and the people waiting must know.
-            await self.invite_gave_up(job, f"{err.errcode}: {err.message}")
+            await self.invite_gave_up(job, f"{err.matrix_errcode or err.errcode}: {err.message}")
             return
         async with self.database.transaction() as db:
             store.audit.record(
