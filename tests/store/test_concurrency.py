@@ -7,32 +7,21 @@ the link a concurrent twin is adding; the session row lock makes re-opens take t
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 from sqlalchemy import func, select
 
 from bridge.deliveries import Delivery, DeliveryService, OutcomeKind
 from bridge.invites import InviteService
-from bridge.sessions import OpenRequest, SessionService, Settings
+from bridge.sessions import OpenRequest, SessionService
 from store import Database, Invite, SecureSession
+from tests.support.domain import AGENT, make_settings
 
 ROUNDS = 10
 CONCURRENT = 20
 
 
 def _deliveries(database: Database) -> DeliveryService:
-    sessions = SessionService(
-        database,
-        Settings(
-            server_name="example.org",
-            invite_lifetime=timedelta(hours=24),
-            session_lifetime=timedelta(hours=72),
-            name_template="Ticket {ticket_ref}",
-            topic_template="{subject}",
-            room_version=None,
-            agents={"alice@example.com": "@alice:example.org"},
-        ),
-    )
+    sessions = SessionService(database, make_settings())
     return DeliveryService(database, sessions, InviteService(database, sessions))
 
 
@@ -59,7 +48,7 @@ async def _open_many(
             *(
                 deliveries.open(
                     Delivery("helpdesk", f"{prefix}-{i}"),
-                    OpenRequest(ticket_ref, "VPN", "alice@example.com"),
+                    OpenRequest(ticket_ref, "VPN", AGENT),
                 )
                 for i in range(count)
             )

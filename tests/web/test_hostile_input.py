@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import io
 import json
-import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -25,13 +24,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge import logs
 from bridge.deliveries import DeliveryService
 from bridge.helpdesk.signatures import StandardWebhooksVerifier, signed_headers
 from bridge.invites import InviteService
@@ -43,6 +40,7 @@ from bridge.web.server import make_runner
 from store.limits import AGENT_REF_MAX, SUBJECT_MAX, TICKET_REF_MAX
 from tests.support.databases import BACKENDS, migrated_database
 from tests.support.fakes import Clock
+from tests.support.logs import captured
 
 SECRET = "whsec_" + "c2VhbHJvb20taG9zdGlsZS10ZXN0LWtleQ=="  # "sealroom-hostile-test-key"
 MAX_BODY = 65536  # the production default: big bodies reach the parser, bigger ones get 413
@@ -166,21 +164,8 @@ class Pair:
 
 @pytest.fixture
 def captured_log() -> Iterator[io.StringIO]:
-    """Route logging into a buffer as `sealroom run` does (JSON), and restore it afterwards."""
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    saved_structlog = structlog.get_config()
-    buffer = io.StringIO()
-    logs.configure("INFO", "json", stream=buffer)
-    try:
+    with captured("INFO") as buffer:
         yield buffer
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved_handlers:
-            root.addHandler(handler)
-        root.setLevel(saved_level)
-        structlog.configure(**saved_structlog)
 
 
 async def _ready() -> str | None:

@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,14 +20,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-import structlog
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, text
 
 import store.migrate
-from bridge import logs
 from bridge.deliveries import DeliveryService
 from bridge.errors import InviteGone
 from bridge.helpdesk.signatures import StandardWebhooksVerifier, sign
@@ -39,6 +36,7 @@ from bridge.web.app import make_app
 from bridge.web.keys import Readiness, Services, WebSettings
 from store import Database, Invite, Job, SecureSession, WebhookDelivery
 from tests.support.fakes import Clock, RecordingRooms
+from tests.support.logs import captured
 
 SECRET = "whsec_" + "c2VhbHJvb20td2ViLXRlc3Qtc2lnbmluZy1rZXk="  # "sealroom-web-test-signing-key"
 PUBLIC_BASE_URL = "https://sealroom.example.org"
@@ -641,22 +639,9 @@ async def test_an_unexpected_error_is_500_with_only_a_request_id(harness: Harnes
 
 
 @pytest.fixture
-def captured_logs() -> Any:
-    """Route logging into a buffer as `sealroom run` does (JSON), and restore it afterwards."""
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    saved_structlog = structlog.get_config()
-    buffer = io.StringIO()
-    logs.configure("DEBUG", "json", stream=buffer)
-    try:
+def captured_logs() -> Iterator[io.StringIO]:
+    with captured("DEBUG") as buffer:
         yield buffer
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved_handlers:
-            root.addHandler(handler)
-        root.setLevel(saved_level)
-        structlog.configure(**saved_structlog)
 
 
 async def test_canary_secrets_never_leak(harness: Harness, captured_logs: io.StringIO) -> None:
