@@ -119,3 +119,6 @@ def configure(
     logging.getLogger("peewee").setLevel(logging.WARNING)
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    # Alembic announces its plugins at import; only the migrations it runs are worth a line.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.migration").setLevel(level)
