@@ -50,7 +50,11 @@ async def test_files_are_private_and_stalled_clients_are_dropped(
     try:
         await service.wait_ready()
         status, body = await service.webhook(
-            {"event": "open", "ticket": {"id": "T-700", "subject": "modes"}, "agent": "agent@example.com"}
+            {
+                "event": "open",
+                "ticket": {"id": "T-700", "subject": "modes"},
+                "agent": "agent@example.com",
+            }
         )
         assert status == 201, body
 
