@@ -51,7 +51,7 @@ from bridge.app import App  # noqa: E402
 from bridge.config import parse  # noqa: E402
 from bridge.devtools.localsynapse import LocalSynapse, free_port  # noqa: E402
 from bridge.helpdesk.signatures import signed_headers  # noqa: E402
-from tests.support.matrix_users import MatrixUser  # noqa: E402
+from tests.support.matrix_users import MatrixUser, from_bot  # noqa: E402
 
 MAX_ROUNDS = 50
 ROUND_TIMEOUT = 60.0
@@ -170,7 +170,7 @@ class Bench:
         # the customer's device.
         await bot.wait_for_join(room_id, customer.user_id)
         await send_notice(bot, room_id, BASELINE_NOTICE)
-        await customer.wait_for_message(room_id, lambda sender, body: sender == bot.user_id)
+        await customer.wait_for_message(room_id, from_bot(bot.user_id))
         elapsed = time.monotonic() - started
         assert customer.undecryptable(room_id) == []
         return elapsed
@@ -193,9 +193,7 @@ class Bench:
         invited = time.monotonic()
         await customer.join(room_id)
         joined = time.monotonic()
-        await customer.wait_for_message(
-            room_id, lambda sender, body: sender == bot_id and RULES_NEEDLE in body
-        )
+        await customer.wait_for_message(room_id, from_bot(bot_id, RULES_NEEDLE))
         elapsed = time.monotonic() - started
         for phase, seconds in (
             ("webhook + redeem answered", answered - started),

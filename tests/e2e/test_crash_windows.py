@@ -11,11 +11,8 @@ import asyncio
 import aiohttp
 
 from tests.support.fixtures import MatrixUserFactory
+from tests.support.matrix_users import from_bot
 from tests.support.service_process import ServiceProcess
-
-
-def _from_bot(bot_id: str, needle: str):
-    return lambda sender, body: sender == bot_id and needle in body
 
 
 async def _agent_command_round_trip(service: ServiceProcess, agent, synapse, ticket: str) -> None:
@@ -28,9 +25,7 @@ async def _agent_command_round_trip(service: ServiceProcess, agent, synapse, tic
     await agent.join(room_id)
     await agent.wait_for_join(room_id, service.bot_id)
     await agent.send_text(room_id, "!help")
-    await agent.wait_for_message(
-        room_id, _from_bot(service.bot_id, "Commands: !close"), timeout=60
-    )
+    await agent.wait_for_message(room_id, from_bot(service.bot_id, "Commands: !close"), timeout=60)
     assert agent.undecryptable(room_id) == []
 
 

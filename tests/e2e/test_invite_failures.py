@@ -11,6 +11,7 @@ import aiohttp
 import store.audit
 from tests.e2e.conftest import Sealroom, SealroomFactory
 from tests.support.fixtures import MatrixUserFactory
+from tests.support.matrix_users import from_bot
 
 
 async def _redeem(service: Sealroom, token: str, user_id: str) -> tuple[int, dict[str, object]]:
@@ -66,9 +67,7 @@ async def test_a_refused_invitation_is_told_to_the_agent_and_the_link_works_agai
     assert status == 200, body
 
     await agent.wait_for_message(
-        room_id,
-        lambda sender, text: sender == bot_id and f"invitation of {remote} failed" in text,
-        timeout=90,
+        room_id, from_bot(bot_id, f"invitation of {remote} failed"), timeout=90
     )
     deadline = time.monotonic() + 30
     while "member.invite_failed" not in await _audit(service, opened["session_id"]):

@@ -7,6 +7,7 @@ import time
 
 from tests.e2e.conftest import SealroomFactory
 from tests.support import jsclient
+from tests.support.matrix_users import from_bot
 
 js_client = jsclient.js_client  # the fixture
 
@@ -150,8 +151,6 @@ async def test_leaving_halfway_revokes_the_token_or_tells_the_agent(
     )
     assert status == 200
     bot_id = service.config.bot.user_id
-    await agent.wait_for_message(
-        room_id, lambda s, b: s == bot_id and f"@{localpart}:localhost" in b and "left" in b
-    )
+    await agent.wait_for_message(room_id, from_bot(bot_id, f"@{localpart}:localhost", "left"))
     row = await service.session_row(opened["session_id"])
     assert row.customer_user_id is None  # nothing was spent: the link still works

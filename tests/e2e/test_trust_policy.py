@@ -6,12 +6,9 @@ import pytest
 
 import store.audit
 from tests.e2e.conftest import SealroomFactory
-from tests.support.cross_signing import cross_sign
+from tests.support.cross_signing import cross_sign, sign_device_of
 from tests.support.fixtures import MatrixUserFactory
-
-
-def _from_bot(bot_id: str, needle: str):
-    return lambda sender, body: sender == bot_id and needle in body
+from tests.support.matrix_users import MatrixUser, from_bot
 
 
 async def _room_with_customer(service, agent, customer) -> str:
@@ -31,14 +28,11 @@ async def _room_with_customer(service, agent, customer) -> str:
         assert resp.status == 200
     await customer.wait_for_invite(room_id)
     await customer.join(room_id)
-    await customer.wait_for_message(room_id, _from_bot(bot_id, "only to share credentials"))
+    await customer.wait_for_message(room_id, from_bot(bot_id, "only to share credentials"))
     return room_id
 
 
 async def _second_device(customer, tmp_path, synapse, *, cross_signed: bool):
-    from tests.support.cross_signing import sign_device_of
-    from tests.support.matrix_users import MatrixUser
-
     localpart = customer.user_id[1:].split(":", 1)[0]
     second = await MatrixUser.create(
         synapse.url, synapse, localpart, tmp_path / "second", password=customer.password
@@ -75,16 +69,16 @@ async def test_unsigned_new_device_of_a_member(
     try:
         await second.wait_for_room(room_id)
         await agent.send_text(room_id, "!help")
-        await customer.wait_for_message(room_id, _from_bot(bot_id, "Commands: !close"))
+        await customer.wait_for_message(room_id, from_bot(bot_id, "Commands: !close"))
         if mode == "tofu":
-            await second.wait_for_message(room_id, _from_bot(bot_id, "Commands: !close"))
+            await second.wait_for_message(room_id, from_bot(bot_id, "Commands: !close"))
             assert "device.excluded" not in await _audit_actions(service)
             return
         warning = await customer.wait_for_message(
-            room_id, _from_bot(bot_id, f"the device {second.device_id} of {customer.user_id}")
+            room_id, from_bot(bot_id, f"the device {second.device_id} of {customer.user_id}")
         )
         assert "gets no keys" in warning[1]
-        await agent.wait_for_message(room_id, _from_bot(bot_id, second.device_id))
+        await agent.wait_for_message(room_id, from_bot(bot_id, second.device_id))
         # The unverified device got nothing it could decrypt after it appeared.
         await second.wait_until(
             lambda: second.undecryptable(room_id) or None, what="the withheld notice"
@@ -109,11 +103,11 @@ async def test_changed_identity_of_a_member(
     customer.cross_signing = await cross_sign(customer)
     await agent.send_text(room_id, "!help")
     if mode == "tofu":
-        await customer.wait_for_message(room_id, _from_bot(bot_id, "Commands: !close"))
+        await customer.wait_for_message(room_id, from_bot(bot_id, "Commands: !close"))
         assert "identity.changed" not in await _audit_actions(service)
         return
     warning = await agent.wait_for_message(
-        room_id, _from_bot(bot_id, f"identity of {customer.user_id} changed")
+        room_id, from_bot(bot_id, f"identity of {customer.user_id} changed")
     )
     assert f"!trust {customer.user_id}" in warning[1]
     assert "identity.changed" in await _audit_actions(service)
@@ -121,7 +115,7 @@ async def test_changed_identity_of_a_member(
 
     # The agent checked with the customer and accepts the new identity.
     await agent.send_text(room_id, f"!trust {customer.user_id}")
-    await customer.wait_for_message(room_id, _from_bot(bot_id, "new identity of"), timeout=30)
+    await customer.wait_for_message(room_id, from_bot(bot_id, "new identity of"), timeout=30)
     assert "identity.accepted" in await _audit_actions(service)
 
 
@@ -140,7 +134,7 @@ async def test_a_command_from_the_agents_unverified_device_is_refused_in_strict_
         await second.send_text(opened_room, "!close")
         refusal = await agent.wait_for_message(
             opened_room,
-            _from_bot(bot_id, "not verified (cross-signed), so it was not carried out"),
+            from_bot(bot_id, "not verified (cross-signed), so it was not carried out"),
         )
         assert refusal
         assert "command.refused" in await _audit_actions(service)
@@ -148,6 +142,6 @@ async def test_a_command_from_the_agents_unverified_device_is_refused_in_strict_
 
         # The same command from the agent's verified device is obeyed.
         await agent.send_text(opened_room, "!close")
-        await customer.wait_for_message(opened_room, _from_bot(bot_id, "being closed"))
+        await customer.wait_for_message(opened_room, from_bot(bot_id, "being closed"))
     finally:
         await second.stop()
