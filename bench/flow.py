@@ -25,7 +25,6 @@ import asyncio
 import base64
 import contextlib
 import io
-import json
 import math
 import os
 import resource
@@ -50,7 +49,7 @@ from bridge import logs  # noqa: E402
 from bridge.app import App  # noqa: E402
 from bridge.config import parse  # noqa: E402
 from bridge.devtools.localsynapse import LocalSynapse, free_port  # noqa: E402
-from bridge.helpdesk.signatures import signed_headers  # noqa: E402
+from tests.support.http_json import post_json, post_webhook  # noqa: E402
 from tests.support.matrix_users import MatrixUser, from_bot  # noqa: E402
 
 MAX_ROUNDS = 50
@@ -182,12 +181,11 @@ class Bench:
             started = time.monotonic()
             opened = await self._webhook(http, f"B-{round_no}-{secrets.token_hex(3)}")
             token = str(opened["invite_url"]).split("#", 1)[1]
-            async with http.post(
-                f"{self.url}/i/redeem", json={"token": token, "user_id": customer.user_id}
-            ) as response:
-                redeemed = await response.json()
-                if response.status != 200:
-                    raise RuntimeError(f"redeem failed: {response.status} {redeemed}")
+            status, redeemed = await post_json(
+                self.url, "/i/redeem", {"token": token, "user_id": customer.user_id}, session=http
+            )
+            if status != 200:
+                raise RuntimeError(f"redeem failed: {status} {redeemed}")
             answered = time.monotonic()
         room_id = await customer.wait_for_invite(timeout=ROUND_TIMEOUT)
         invited = time.monotonic()
@@ -206,20 +204,18 @@ class Bench:
         return elapsed
 
     async def _webhook(self, http: aiohttp.ClientSession, ticket: str) -> dict[str, Any]:
-        body = json.dumps(
-            {
-                "event": "open",
-                "ticket": {"id": ticket, "subject": "Benchmark"},
-                "agent": "agent@example.com",
-                "customer": {"name": "Bench Customer"},
-            }
-        ).encode()
-        headers = signed_headers(self.secret, body)
-        async with http.post(f"{self.url}/hooks/bench", data=body, headers=headers) as response:
-            data: dict[str, Any] = await response.json()
-            if response.status != 201:
-                raise RuntimeError(f"webhook failed: {response.status} {data}")
-            return data
+        payload = {
+            "event": "open",
+            "ticket": {"id": ticket, "subject": "Benchmark"},
+            "agent": "agent@example.com",
+            "customer": {"name": "Bench Customer"},
+        }
+        status, data = await post_webhook(
+            self.url, self.secret, payload, integration="bench", session=http
+        )
+        if status != 201:
+            raise RuntimeError(f"webhook failed: {status} {data}")
+        return data
 
 
 async def send_notice(user: MatrixUser, room_id: str, body: str) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import io
 import itertools
-import json
 import os
 import secrets
 import time
@@ -15,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import pytest_asyncio
 
@@ -24,7 +22,7 @@ from bridge import logs
 from bridge.app import App
 from bridge.config import Config, parse
 from bridge.devtools.localsynapse import LocalSynapse, free_port
-from bridge.helpdesk.signatures import signed_headers
+from tests.support.http_json import post_json, post_webhook
 
 _counter = itertools.count(1)
 
@@ -53,16 +51,26 @@ class Sealroom:
         timestamp: int | None = None,
         integration: str = "test",
     ) -> tuple[int, dict[str, Any]]:
-        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        headers = signed_headers(self.secret, body, webhook_id, timestamp)
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(f"{self.url}/hooks/{integration}", data=body, headers=headers) as response,
-        ):
-            data = await response.json()
+        status, data = await post_webhook(
+            self.url,
+            self.secret,
+            payload,
+            integration=integration,
+            webhook_id=webhook_id,
+            timestamp=timestamp,
+        )
         if isinstance(data, dict) and "invite_url" in data:
             self.tokens.append(str(data["invite_url"]).split("#", 1)[1])
-        return response.status, data
+        return status, data
+
+    async def post_json(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """POST to the service as a browser's script does: (status, the JSON answer)."""
+        return await post_json(self.url, path, body)
+
+    async def redeem(self, user_id: str, token: str | None = None) -> tuple[int, Any]:
+        """Redeem an invite (the newest one unless `token` is given) for `user_id`."""
+        token = self.tokens[-1] if token is None else token
+        return await self.post_json("/i/redeem", {"token": token, "user_id": user_id})
 
     async def open_ticket(
         self, ticket: str = "T-1", agent: str = "agent@example.com"

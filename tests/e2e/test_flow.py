@@ -80,7 +80,8 @@ async def test_restart_keeps_device_and_notices_stay_readable(
     opened = await service.open_ticket("T-200")
     room_id = await agent.wait_for_invite()
     await agent.join(room_id)
-    await _redeem(service.url, service.tokens[-1], customer.user_id)
+    status, data = await service.redeem(customer.user_id)
+    assert status == 200, data
     await customer.wait_for_invite(room_id)
     await customer.join(room_id)
     await customer.wait_for_message(room_id, from_bot(bot_id, "only to share credentials"))
@@ -150,7 +151,8 @@ async def test_close_removes_everyone(
     opened = await service.open_ticket("T-500")
     room_id = await agent.wait_for_invite()
     await agent.join(room_id)
-    await _redeem(service.url, service.tokens[-1], customer.user_id)
+    status, data = await service.redeem(customer.user_id)
+    assert status == 200, data
     await customer.wait_for_invite(room_id)
     await customer.join(room_id)
     status, body = await service.webhook({"event": "close", "ticket": {"id": "T-500"}})
@@ -164,18 +166,6 @@ async def test_close_removes_everyone(
     assert (await service.session_row(opened["session_id"])).state == "closed"
     assert await _joined_members(synapse, room_id) == []
     assert customer.undecryptable(room_id) == []
-
-
-async def _redeem(base_url: str, token: str, user_id: str) -> dict:
-    import aiohttp
-
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(f"{base_url}/i/redeem", json={"token": token, "user_id": user_id}) as response,
-    ):
-        data = await response.json()
-        assert response.status == 200, data
-        return data
 
 
 async def _joined_members(synapse, room_id: str) -> list[str]:
@@ -203,7 +193,8 @@ async def test_members_new_device_gets_the_room_key_on_request(
     service = await sealroom()
     bot_id = service.config.bot.user_id
     await service.open_ticket("T-700")
-    await _redeem(service.url, service.tokens[-1], customer.user_id)
+    status, data = await service.redeem(customer.user_id)
+    assert status == 200, data
     room_id = await customer.wait_for_invite()
     await customer.join(room_id)
     await customer.wait_for_message(room_id, from_bot(bot_id, "only to share credentials"))
@@ -285,7 +276,8 @@ async def test_flow_and_restart_on_postgresql(
     replay_status, replay = await service.webhook(payload, webhook_id="msg_pg_1")
     assert replay_status == 201
     assert replay["replayed"] is True
-    await _redeem(service.url, service.tokens[0], customer.user_id)
+    status, data = await service.redeem(customer.user_id, service.tokens[0])
+    assert status == 200, data
     room_id = await customer.wait_for_invite()
     await customer.join(room_id)
     await customer.wait_for_message(room_id, from_bot(bot_id, "only to share credentials"))

@@ -99,13 +99,6 @@ async def test_new_customer_registers_and_gets_a_working_recovery_key(
             assert needle.encode() not in data, f"{needle[:6]}… found in {path}"
 
 
-async def _post(url: str, body: dict) -> tuple[int, dict]:
-    import aiohttp
-
-    async with aiohttp.ClientSession() as http, http.post(url, json=body) as resp:
-        return resp.status, await resp.json()
-
-
 async def test_leaving_halfway_revokes_the_token_or_tells_the_agent(
     sealroom: SealroomFactory, matrix_user, synapse
 ) -> None:
@@ -125,28 +118,28 @@ async def test_leaving_halfway_revokes_the_token_or_tells_the_agent(
     token = service.tokens[-1]
 
     # Left before registering: the minted token is revoked on the homeserver.
-    status, started = await _post(f"{service.url}/i/register/start", {"token": token})
+    status, started = await service.post_json("/i/register/start", {"token": token})
     assert status == 200
     first = started["registration_token"]
-    status, _ = await _post(
-        f"{service.url}/i/register/abandon", {"token": token, "registration_token": "x" * 43}
+    status, _ = await service.post_json(
+        "/i/register/abandon", {"token": token, "registration_token": "x" * 43}
     )
     assert status == 403
-    status, _ = await _post(
-        f"{service.url}/i/register/abandon", {"token": token, "registration_token": first}
+    status, _ = await service.post_json(
+        "/i/register/abandon", {"token": token, "registration_token": first}
     )
     assert status == 200
     assert await admin.get_registration_token(first) is None
 
     # Left after the account was made but before encryption: the agent is told in the room.
-    status, started = await _post(f"{service.url}/i/register/start", {"token": token})
+    status, started = await service.post_json("/i/register/start", {"token": token})
     second = started["registration_token"]
     localpart = f"halfway-{secrets.token_hex(3)}"
     assert (
         await _register_with_token(synapse, second, localpart, "Pw-" + secrets.token_hex(8)) == 200
     )
-    status, _ = await _post(
-        f"{service.url}/i/register/abandon",
+    status, _ = await service.post_json(
+        "/i/register/abandon",
         {"token": token, "registration_token": second, "user_id": f"@{localpart}:localhost"},
     )
     assert status == 200

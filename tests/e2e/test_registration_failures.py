@@ -113,16 +113,6 @@ async def _expire_invite(service: Sealroom, token: str) -> None:
         invite.expires_at = utcnow() - timedelta(minutes=1)
 
 
-async def _post(service: Sealroom, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as http,
-        http.post(f"{service.url}{path}", json=body) as response,
-    ):
-        data = await response.json(content_type=None)
-    return response.status, data
-
-
 async def _admin(synapse: LocalSynapse) -> SynapseAdmin:
     return SynapseAdmin(synapse.url, await synapse.admin_token())
 
@@ -386,7 +376,7 @@ async def test_expired_used_and_lapsing_invites_show_the_neutral_section(
     # Used already (redeemed for an existing account).
     used_url, used_token = await _ticket(service, "T-USED")
     someone = await synapse.register_user(_localpart("someone"), secrets.token_urlsafe(16))
-    status, data = await _post(service, "/i/redeem", {"token": used_token, "user_id": someone})
+    status, data = await service.redeem(someone, used_token)
     assert status == 200, data
     used = await _new_page(browser)
     await used.goto(used_url)
@@ -655,11 +645,10 @@ async def test_registration_disabled_has_no_form_and_start_is_refused(
     assert await page.get_by_text("Create an account").count() == 0
     assert not [u for _, u in seen if urlsplit(u).path.endswith("register.js")]
 
-    status, data = await _post(service, "/i/register/start", {"token": token})
+    status, data = await service.post_json("/i/register/start", {"token": token})
     assert status == 403
     assert data["errcode"] == "SEALROOM_REGISTRATION_DISABLED"
-    status, data = await _post(
-        service,
+    status, data = await service.post_json(
         "/i/register/finish",
         {"token": token, "user_id": "@casey:localhost", "registration_token": "made-up"},
     )
@@ -679,9 +668,9 @@ async def test_finish_with_an_unverified_account_is_refused(
     service = await _service(sealroom)
     _, token = await _ticket(service, "T-FINISH-A")
     _, other_token = await _ticket(service, "T-FINISH-B")
-    status, started = await _post(service, "/i/register/start", {"token": token})
+    status, started = await service.post_json("/i/register/start", {"token": token})
     assert status == 200, started
-    status, other_started = await _post(service, "/i/register/start", {"token": other_token})
+    status, other_started = await service.post_json("/i/register/start", {"token": other_token})
     assert status == 200, other_started
     ours = started["registration_token"]
     theirs = other_started["registration_token"]
@@ -703,8 +692,7 @@ async def test_finish_with_an_unverified_account_is_refused(
         (f"@{localpart}:evil.example", ours),
     ]
     for user_id, registration_token in attempts:
-        status, data = await _post(
-            service,
+        status, data = await service.post_json(
             "/i/register/finish",
             {"token": token, "user_id": user_id, "registration_token": registration_token},
         )
@@ -717,8 +705,7 @@ async def test_finish_with_an_unverified_account_is_refused(
     other_invite = await _invite_row(service, other_token)
     assert other_invite.used_at is None
     # The other invite's own, genuine finish still works.
-    status, data = await _post(
-        service,
+    status, data = await service.post_json(
         "/i/register/finish",
         {"token": other_token, "user_id": other_user, "registration_token": theirs},
     )
@@ -737,10 +724,10 @@ async def test_more_than_five_starts_on_one_invite_answer_429(
     _, token = await _ticket(service, "T-MANY")
     assert MAX_REGISTRATION_ATTEMPTS == 5
     for attempt in range(1, MAX_REGISTRATION_ATTEMPTS + 1):
-        status, data = await _post(service, "/i/register/start", {"token": token})
+        status, data = await service.post_json("/i/register/start", {"token": token})
         assert status == 200, (attempt, data)
     for _ in range(2):
-        status, data = await _post(service, "/i/register/start", {"token": token})
+        status, data = await service.post_json("/i/register/start", {"token": token})
         assert status == 429, data
         assert data["errcode"] == "SEALROOM_TOO_MANY_ATTEMPTS"
     invite = await _invite_row(service, token)
@@ -773,14 +760,14 @@ async def test_at_most_one_registration_token_per_invite_is_valid_at_any_time(
     _, token = await _ticket(service, "T-ONE-TOKEN")
     minted: list[str] = []
     for attempt in range(MAX_REGISTRATION_ATTEMPTS):
-        status, data = await _post(service, "/i/register/start", {"token": token})
+        status, data = await service.post_json("/i/register/start", {"token": token})
         assert status == 200, (attempt, data)
         minted.append(data["registration_token"])
 
         assert await _still_valid(synapse, minted) == [minted[-1]], attempt
 
-    status, _ = await _post(
-        service, "/i/register/abandon", {"token": token, "registration_token": minted[-1]}
+    status, _ = await service.post_json(
+        "/i/register/abandon", {"token": token, "registration_token": minted[-1]}
     )
     assert status == 200
     assert await _still_valid(synapse, minted) == []

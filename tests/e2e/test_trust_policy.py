@@ -16,16 +16,8 @@ async def _room_with_customer(service, agent, customer) -> str:
     await service.open_ticket("T-TRUST")
     room_id = await agent.wait_for_invite()
     await agent.join(room_id)
-    import aiohttp
-
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            f"{service.url}/i/redeem",
-            json={"token": service.tokens[-1], "user_id": customer.user_id},
-        ) as resp,
-    ):
-        assert resp.status == 200
+    status, _ = await service.redeem(customer.user_id)
+    assert status == 200
     await customer.wait_for_invite(room_id)
     await customer.join(room_id)
     await customer.wait_for_message(room_id, from_bot(bot_id, "only to share credentials"))

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from bridge.devtools.localsynapse import LocalSynapse, free_port
-from bridge.helpdesk.signatures import signed_headers
+from tests.support.http_json import post_json, post_webhook
 
 
 class ServiceProcess:
@@ -154,10 +154,8 @@ class ServiceProcess:
         return out
 
     async def webhook(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        body = json.dumps(payload).encode()
-        headers = signed_headers(self.secret, body)
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(f"{self.url}/hooks/test", data=body, headers=headers) as resp,
-        ):
-            return resp.status, await resp.json()
+        return await post_webhook(self.url, self.secret, payload)
+
+    async def post_json(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """POST to the service as a browser's script does: (status, the JSON answer)."""
+        return await post_json(self.url, path, body)
