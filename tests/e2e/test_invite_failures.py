@@ -6,15 +6,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-import store.audit
-from tests.e2e.conftest import Sealroom, SealroomFactory
+from tests.e2e.conftest import SealroomFactory
 from tests.support.fixtures import MatrixUserFactory
 from tests.support.matrix_users import from_bot
-
-
-async def _audit(service: Sealroom, session_id: str) -> list[str]:
-    async with service.app.database.transaction() as db:
-        return [row.action for row in await store.audit.for_session(db, session_id)]
+from tests.support.rows import audit_actions
 
 
 async def test_unknown_local_account_is_refused_before_the_link_is_spent(
@@ -59,9 +54,10 @@ async def test_a_refused_invitation_is_told_to_the_agent_and_the_link_works_agai
     await agent.wait_for_message(
         room_id, from_bot(bot_id, f"invitation of {remote} failed"), timeout=90
     )
+    database, session_id = service.app.database, opened["session_id"]
     deadline = time.monotonic() + 30
-    while "member.invite_failed" not in await _audit(service, opened["session_id"]):
-        assert time.monotonic() < deadline, await _audit(service, opened["session_id"])
+    while "member.invite_failed" not in await audit_actions(database, session_id):
+        assert time.monotonic() < deadline, await audit_actions(database, session_id)
         await asyncio.sleep(0.2)
     status, body = await service.redeem(customer.user_id, token)
     assert status == 200, body

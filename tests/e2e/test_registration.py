@@ -8,6 +8,7 @@ import time
 from tests.e2e.conftest import SealroomFactory
 from tests.support import jsclient
 from tests.support.matrix_users import from_bot
+from tests.support.registration import register_with_token
 
 js_client = jsclient.js_client  # the fixture
 
@@ -103,7 +104,6 @@ async def test_leaving_halfway_revokes_the_token_or_tells_the_agent(
     sealroom: SealroomFactory, matrix_user, synapse
 ) -> None:
     from bridge.matrix.admin import SynapseAdmin
-    from tests.e2e.test_synapse_admin import _register_with_token
 
     agent = await matrix_user("agent")
     service = await sealroom(
@@ -135,9 +135,8 @@ async def test_leaving_halfway_revokes_the_token_or_tells_the_agent(
     status, started = await service.post_json("/i/register/start", {"token": token})
     second = started["registration_token"]
     localpart = f"halfway-{secrets.token_hex(3)}"
-    assert (
-        await _register_with_token(synapse, second, localpart, "Pw-" + secrets.token_hex(8)) == 200
-    )
+    status, _ = await register_with_token(synapse, localpart, "Pw-" + secrets.token_hex(8), second)
+    assert status == 200
     status, _ = await service.post_json(
         "/i/register/abandon",
         {"token": token, "registration_token": second, "user_id": f"@{localpart}:localhost"},

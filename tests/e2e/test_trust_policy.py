@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-import store.audit
 from tests.e2e.conftest import SealroomFactory
 from tests.support.cross_signing import cross_sign, sign_device_of
 from tests.support.fixtures import MatrixUserFactory
 from tests.support.matrix_users import MatrixUser, from_bot
+from tests.support.rows import audit_actions
 
 
 async def _room_with_customer(service, agent, customer) -> str:
@@ -36,18 +36,6 @@ async def _second_device(customer, tmp_path, synapse, *, cross_signed: bool):
     return second
 
 
-async def _audit_actions(service, session_id: str | None = None) -> list[str]:
-    async with service.app.database.transaction() as db:
-        if session_id is None:
-            from sqlalchemy import select
-
-            from store.models import AuditEvent
-
-            rows = (await db.execute(select(AuditEvent))).scalars()
-            return [row.action for row in rows]
-        return [row.action for row in await store.audit.for_session(db, session_id)]
-
-
 @pytest.mark.parametrize("mode", ["strict", "tofu"])
 async def test_unsigned_new_device_of_a_member(
     mode: str, sealroom: SealroomFactory, matrix_user: MatrixUserFactory, synapse, tmp_path
@@ -64,7 +52,7 @@ async def test_unsigned_new_device_of_a_member(
         await customer.wait_for_message(room_id, from_bot(bot_id, "Commands: !close"))
         if mode == "tofu":
             await second.wait_for_message(room_id, from_bot(bot_id, "Commands: !close"))
-            assert "device.excluded" not in await _audit_actions(service)
+            assert "device.excluded" not in await audit_actions(service.app.database)
             return
         warning = await customer.wait_for_message(
             room_id, from_bot(bot_id, f"the device {second.device_id} of {customer.user_id}")
@@ -76,7 +64,7 @@ async def test_unsigned_new_device_of_a_member(
             lambda: second.undecryptable(room_id) or None, what="the withheld notice"
         )
         assert not [m for m in second.messages(room_id) if "Commands: !close" in m[1]]
-        assert "device.excluded" in await _audit_actions(service)
+        assert "device.excluded" in await audit_actions(service.app.database)
     finally:
         await second.stop()
 
@@ -96,19 +84,19 @@ async def test_changed_identity_of_a_member(
     await agent.send_text(room_id, "!help")
     if mode == "tofu":
         await customer.wait_for_message(room_id, from_bot(bot_id, "Commands: !close"))
-        assert "identity.changed" not in await _audit_actions(service)
+        assert "identity.changed" not in await audit_actions(service.app.database)
         return
     warning = await agent.wait_for_message(
         room_id, from_bot(bot_id, f"identity of {customer.user_id} changed")
     )
     assert f"!trust {customer.user_id}" in warning[1]
-    assert "identity.changed" in await _audit_actions(service)
+    assert "identity.changed" in await audit_actions(service.app.database)
     assert not [m for m in customer.messages(room_id) if "Commands: !close" in m[1]]
 
     # The agent checked with the customer and accepts the new identity.
     await agent.send_text(room_id, f"!trust {customer.user_id}")
     await customer.wait_for_message(room_id, from_bot(bot_id, "new identity of"), timeout=30)
-    assert "identity.accepted" in await _audit_actions(service)
+    assert "identity.accepted" in await audit_actions(service.app.database)
 
 
 async def test_a_command_from_the_agents_unverified_device_is_refused_in_strict_mode(
@@ -129,8 +117,8 @@ async def test_a_command_from_the_agents_unverified_device_is_refused_in_strict_
             from_bot(bot_id, "not verified (cross-signed), so it was not carried out"),
         )
         assert refusal
-        assert "command.refused" in await _audit_actions(service)
-        assert "session.closing" not in await _audit_actions(service)
+        assert "command.refused" in await audit_actions(service.app.database)
+        assert "session.closing" not in await audit_actions(service.app.database)
 
         # The same command from the agent's verified device is obeyed.
         await agent.send_text(opened_room, "!close")
