@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import io
 import math
-import os
 import resource
 import secrets
 import signal
@@ -51,6 +49,7 @@ from bridge.config import parse  # noqa: E402
 from bridge.devtools.localsynapse import LocalSynapse, free_port  # noqa: E402
 from tests.support.http_json import post_json, post_webhook  # noqa: E402
 from tests.support.matrix_users import MatrixUser, from_bot  # noqa: E402
+from tests.support.service_config import fresh_agents, service_config, webhook_secret  # noqa: E402
 
 MAX_ROUNDS = 50
 ROUND_TIMEOUT = 60.0
@@ -91,34 +90,31 @@ class Bench:
         return user
 
     async def _start_sealroom(self) -> None:
-        """Built the way tests/e2e/conftest.py builds it, with the product's job defaults."""
+        """Configured by the tests' builder, as tests/e2e/conftest.py does, but with the
+        product's job defaults and quieter logs."""
         folder = self.folder / "sealroom"
         folder.mkdir()
         bot_password = secrets.token_urlsafe(16)
         bot_id = await self.synapse.register_user(
             f"sealroom-bot-{secrets.token_hex(3)}", bot_password
         )
-        # sealroom refuses tickets for unmapped agents: the bench's agent gets an account.
-        agent_id = await self.synapse.register_user(
-            f"bench-agent-{secrets.token_hex(3)}", secrets.token_urlsafe(16)
-        )
-        self.secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+        agents = await fresh_agents(self.synapse, f"bench-agent-{secrets.token_hex(3)}")
+        self.secret = webhook_secret()
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         config = parse(
-            {
-                "homeserver": {"url": self.synapse.url, "server_name": "localhost"},
-                "bot": {
-                    "user_id": bot_id,
-                    "password": bot_password,
-                    "data_dir": str(folder / "data"),
-                    "pickle_key": secrets.token_urlsafe(24),
-                },
-                "http": {"bind": "127.0.0.1", "port": port, "public_base_url": self.url},
-                "integrations": {"bench": {"kind": "standard-webhooks", "secret": self.secret}},
-                "agents": {"agent@example.com": agent_id},
-                "logging": {"level": "WARNING", "format": "json"},
-            }
+            service_config(
+                self.synapse.url,
+                str(folder / "data"),
+                bot_id=bot_id,
+                bot_password=bot_password,
+                pickle_key=secrets.token_urlsafe(24),
+                port=port,
+                secret=self.secret,
+                agents=agents,
+                integration="bench",
+                log_level="WARNING",
+            )
         )
         self.log_stream = open(folder / "sealroom.log", "a", encoding="utf-8")  # noqa: SIM115
         logs.configure("WARNING", "json", stream=self.log_stream, secrets=[bot_password])
