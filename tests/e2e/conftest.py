@@ -21,6 +21,7 @@ from bridge.app import App
 from bridge.config import Config, parse
 from bridge.devtools.localsynapse import LocalSynapse, free_port
 from tests.support.http_json import post_json, post_webhook
+from tests.support.matrix_users import MatrixUser
 from tests.support.service_config import fresh_agents, service_config, webhook_secret
 
 _counter = itertools.count(1)
@@ -84,6 +85,22 @@ class Sealroom:
         )
         assert status == 201, data
         return data
+
+    async def open_room(
+        self, ticket: str, agent: MatrixUser, customer: MatrixUser
+    ) -> tuple[dict[str, Any], str]:
+        """Open `ticket`; the agent joins, the customer redeems the link and joins.
+
+        Returns the webhook's answer and the room.
+        """
+        opened = await self.open_ticket(ticket)
+        room_id = await agent.wait_for_invite()
+        await agent.join(room_id)
+        status, data = await self.redeem(customer.user_id)
+        assert status == 200, data
+        await customer.wait_for_invite(room_id)
+        await customer.join(room_id)
+        return opened, room_id
 
     async def session_row(self, session_id: str) -> store.SecureSession:
         async with self.app.database.transaction() as db:

@@ -77,13 +77,7 @@ async def test_restart_keeps_device_and_notices_stay_readable(
     customer = await matrix_user("customer")
     service = await sealroom(agents={"agent@example.com": agent.user_id})
     bot_id = service.config.bot.user_id
-    opened = await service.open_ticket("T-200")
-    room_id = await agent.wait_for_invite()
-    await agent.join(room_id)
-    status, data = await service.redeem(customer.user_id)
-    assert status == 200, data
-    await customer.wait_for_invite(room_id)
-    await customer.join(room_id)
+    opened, room_id = await service.open_room("T-200", agent, customer)
     await customer.wait_for_message(room_id, from_bot(bot_id, "only to share credentials"))
 
     device_before = service.app.bot.device_id
@@ -148,13 +142,7 @@ async def test_close_removes_everyone(
     customer = await matrix_user("customer")
     service = await sealroom(agents={"agent@example.com": agent.user_id})
     bot_id = service.config.bot.user_id
-    opened = await service.open_ticket("T-500")
-    room_id = await agent.wait_for_invite()
-    await agent.join(room_id)
-    status, data = await service.redeem(customer.user_id)
-    assert status == 200, data
-    await customer.wait_for_invite(room_id)
-    await customer.join(room_id)
+    opened, room_id = await service.open_room("T-500", agent, customer)
     status, body = await service.webhook({"event": "close", "ticket": {"id": "T-500"}})
     assert status == 202, body
     await customer.wait_for_message(room_id, from_bot(bot_id, "being closed"))

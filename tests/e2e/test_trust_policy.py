@@ -13,13 +13,7 @@ from tests.support.rows import audit_actions
 
 async def _room_with_customer(service, agent, customer) -> str:
     bot_id = service.config.bot.user_id
-    await service.open_ticket("T-TRUST")
-    room_id = await agent.wait_for_invite()
-    await agent.join(room_id)
-    status, _ = await service.redeem(customer.user_id)
-    assert status == 200
-    await customer.wait_for_invite(room_id)
-    await customer.join(room_id)
+    _, room_id = await service.open_room("T-TRUST", agent, customer)
     await customer.wait_for_message(room_id, from_bot(bot_id, "only to share credentials"))
     return room_id
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import store.audit
 from bridge.invites import hash_token
@@ -17,20 +18,22 @@ from store import Database
 from store.models import AuditEvent, Invite
 
 
+async def _invite(db: AsyncSession, token: str) -> Invite:
+    invite = await db.scalar(select(Invite).where(Invite.token_hash == hash_token(token)))
+    assert invite is not None
+    return invite
+
+
 async def invite_row(database: Database, token: str) -> Invite:
     """The invite behind an invite link's `token` (it must exist)."""
     async with database.transaction() as db:
-        invite = await db.scalar(select(Invite).where(Invite.token_hash == hash_token(token)))
-    assert invite is not None
-    return invite
+        return await _invite(db, token)
 
 
 async def expire_invite(database: Database, token: str) -> None:
     """Age the invite a minute past its expiry, instead of waiting for it."""
     async with database.transaction() as db:
-        invite = await db.scalar(select(Invite).where(Invite.token_hash == hash_token(token)))
-        assert invite is not None
-        invite.expires_at = utcnow() - timedelta(minutes=1)
+        (await _invite(db, token)).expires_at = utcnow() - timedelta(minutes=1)
 
 
 async def audit_actions(database: Database, session_id: str | None = None) -> list[str]:
