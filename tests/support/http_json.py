@@ -1,5 +1,5 @@
-"""POST a body and read the JSON answer: the one way tests (and the bench) call sealroom's and
-the homeserver's HTTP APIs, so no test grows its own aiohttp boilerplate again."""
+"""POST a body, read the JSON answer: how tests (and the bench) call sealroom's and the
+homeserver's HTTP APIs, instead of each file opening its own aiohttp session."""
 
 from __future__ import annotations
 
