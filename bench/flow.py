@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import io
-import json
 import math
-import os
 import resource
 import secrets
 import signal
@@ -50,8 +47,9 @@ from bridge import logs  # noqa: E402
 from bridge.app import App  # noqa: E402
 from bridge.config import parse  # noqa: E402
 from bridge.devtools.localsynapse import LocalSynapse, free_port  # noqa: E402
-from bridge.helpdesk.signatures import signed_headers  # noqa: E402
-from tests.support.matrix_users import MatrixUser  # noqa: E402
+from tests.support.http_json import post_json, post_webhook  # noqa: E402
+from tests.support.matrix_users import MatrixUser, from_bot  # noqa: E402
+from tests.support.service_config import fresh_agents, service_config, webhook_secret  # noqa: E402
 
 MAX_ROUNDS = 50
 ROUND_TIMEOUT = 60.0
@@ -92,34 +90,31 @@ class Bench:
         return user
 
     async def _start_sealroom(self) -> None:
-        """Built the way tests/e2e/conftest.py builds it, with the product's job defaults."""
+        """Configured by the tests' builder, as tests/e2e/conftest.py does, but with the
+        product's job defaults and quieter logs."""
         folder = self.folder / "sealroom"
         folder.mkdir()
         bot_password = secrets.token_urlsafe(16)
         bot_id = await self.synapse.register_user(
             f"sealroom-bot-{secrets.token_hex(3)}", bot_password
         )
-        # sealroom refuses tickets for unmapped agents: the bench's agent gets an account.
-        agent_id = await self.synapse.register_user(
-            f"bench-agent-{secrets.token_hex(3)}", secrets.token_urlsafe(16)
-        )
-        self.secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+        agents = await fresh_agents(self.synapse, f"bench-agent-{secrets.token_hex(3)}")
+        self.secret = webhook_secret()
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         config = parse(
-            {
-                "homeserver": {"url": self.synapse.url, "server_name": "localhost"},
-                "bot": {
-                    "user_id": bot_id,
-                    "password": bot_password,
-                    "data_dir": str(folder / "data"),
-                    "pickle_key": secrets.token_urlsafe(24),
-                },
-                "http": {"bind": "127.0.0.1", "port": port, "public_base_url": self.url},
-                "integrations": {"bench": {"kind": "standard-webhooks", "secret": self.secret}},
-                "agents": {"agent@example.com": agent_id},
-                "logging": {"level": "WARNING", "format": "json"},
-            }
+            service_config(
+                self.synapse.url,
+                str(folder / "data"),
+                bot_id=bot_id,
+                bot_password=bot_password,
+                pickle_key=secrets.token_urlsafe(24),
+                port=port,
+                secret=self.secret,
+                agents=agents,
+                integration="bench",
+                log_level="WARNING",
+            )
         )
         self.log_stream = open(folder / "sealroom.log", "a", encoding="utf-8")  # noqa: SIM115
         logs.configure("WARNING", "json", stream=self.log_stream, secrets=[bot_password])
@@ -170,7 +165,7 @@ class Bench:
         # the customer's device.
         await bot.wait_for_join(room_id, customer.user_id)
         await send_notice(bot, room_id, BASELINE_NOTICE)
-        await customer.wait_for_message(room_id, lambda sender, body: sender == bot.user_id)
+        await customer.wait_for_message(room_id, from_bot(bot.user_id))
         elapsed = time.monotonic() - started
         assert customer.undecryptable(room_id) == []
         return elapsed
@@ -182,20 +177,17 @@ class Bench:
             started = time.monotonic()
             opened = await self._webhook(http, f"B-{round_no}-{secrets.token_hex(3)}")
             token = str(opened["invite_url"]).split("#", 1)[1]
-            async with http.post(
-                f"{self.url}/i/redeem", json={"token": token, "user_id": customer.user_id}
-            ) as response:
-                redeemed = await response.json()
-                if response.status != 200:
-                    raise RuntimeError(f"redeem failed: {response.status} {redeemed}")
+            status, redeemed = await post_json(
+                self.url, "/i/redeem", {"token": token, "user_id": customer.user_id}, session=http
+            )
+            if status != 200:
+                raise RuntimeError(f"redeem failed: {status} {redeemed}")
             answered = time.monotonic()
         room_id = await customer.wait_for_invite(timeout=ROUND_TIMEOUT)
         invited = time.monotonic()
         await customer.join(room_id)
         joined = time.monotonic()
-        await customer.wait_for_message(
-            room_id, lambda sender, body: sender == bot_id and RULES_NEEDLE in body
-        )
+        await customer.wait_for_message(room_id, from_bot(bot_id, RULES_NEEDLE))
         elapsed = time.monotonic() - started
         for phase, seconds in (
             ("webhook + redeem answered", answered - started),
@@ -208,20 +200,18 @@ class Bench:
         return elapsed
 
     async def _webhook(self, http: aiohttp.ClientSession, ticket: str) -> dict[str, Any]:
-        body = json.dumps(
-            {
-                "event": "open",
-                "ticket": {"id": ticket, "subject": "Benchmark"},
-                "agent": "agent@example.com",
-                "customer": {"name": "Bench Customer"},
-            }
-        ).encode()
-        headers = signed_headers(self.secret, body)
-        async with http.post(f"{self.url}/hooks/bench", data=body, headers=headers) as response:
-            data: dict[str, Any] = await response.json()
-            if response.status != 201:
-                raise RuntimeError(f"webhook failed: {response.status} {data}")
-            return data
+        payload = {
+            "event": "open",
+            "ticket": {"id": ticket, "subject": "Benchmark"},
+            "agent": "agent@example.com",
+            "customer": {"name": "Bench Customer"},
+        }
+        status, data = await post_webhook(
+            self.url, self.secret, payload, integration="bench", session=http
+        )
+        if status != 201:
+            raise RuntimeError(f"webhook failed: {status} {data}")
+        return data
 
 
 async def send_notice(user: MatrixUser, room_id: str, body: str) -> None:

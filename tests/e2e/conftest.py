@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import itertools
-import json
-import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import pytest_asyncio
 
@@ -24,7 +20,9 @@ from bridge import logs
 from bridge.app import App
 from bridge.config import Config, parse
 from bridge.devtools.localsynapse import LocalSynapse, free_port
-from bridge.helpdesk.signatures import signed_headers
+from tests.support.http_json import post_json, post_webhook
+from tests.support.matrix_users import MatrixUser
+from tests.support.service_config import fresh_agents, service_config, webhook_secret
 
 _counter = itertools.count(1)
 
@@ -53,16 +51,26 @@ class Sealroom:
         timestamp: int | None = None,
         integration: str = "test",
     ) -> tuple[int, dict[str, Any]]:
-        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        headers = signed_headers(self.secret, body, webhook_id, timestamp)
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(f"{self.url}/hooks/{integration}", data=body, headers=headers) as response,
-        ):
-            data = await response.json()
+        status, data = await post_webhook(
+            self.url,
+            self.secret,
+            payload,
+            integration=integration,
+            webhook_id=webhook_id,
+            timestamp=timestamp,
+        )
         if isinstance(data, dict) and "invite_url" in data:
             self.tokens.append(str(data["invite_url"]).split("#", 1)[1])
-        return response.status, data
+        return status, data
+
+    async def post_json(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """POST to the service as a browser's script does: (status, the JSON answer)."""
+        return await post_json(self.url, path, body)
+
+    async def redeem(self, user_id: str, token: str | None = None) -> tuple[int, Any]:
+        """Redeem an invite (the newest one unless `token` is given) for `user_id`."""
+        token = self.tokens[-1] if token is None else token
+        return await self.post_json("/i/redeem", {"token": token, "user_id": user_id})
 
     async def open_ticket(
         self, ticket: str = "T-1", agent: str = "agent@example.com"
@@ -77,6 +85,22 @@ class Sealroom:
         )
         assert status == 201, data
         return data
+
+    async def open_room(
+        self, ticket: str, agent: MatrixUser, customer: MatrixUser
+    ) -> tuple[dict[str, Any], str]:
+        """Open `ticket`; the agent joins, the customer redeems the link and joins.
+
+        Returns the webhook's answer and the room.
+        """
+        opened = await self.open_ticket(ticket)
+        room_id = await agent.wait_for_invite()
+        await agent.join(room_id)
+        status, data = await self.redeem(customer.user_id)
+        assert status == 200, data
+        await customer.wait_for_invite(room_id)
+        await customer.join(room_id)
+        return opened, room_id
 
     async def session_row(self, session_id: str) -> store.SecureSession:
         async with self.app.database.transaction() as db:
@@ -113,20 +137,18 @@ class Sealroom:
 
 SealroomFactory = Callable[..., Awaitable[Sealroom]]
 
-
-async def _default_agents(synapse: LocalSynapse) -> dict[str, str]:
-    """sealroom refuses tickets for unmapped agents: map the tests' agent to a fresh account."""
-    user_id = await synapse.register_user(
-        f"agent-{next(_counter)}-{secrets.token_hex(3)}", secrets.token_urlsafe(16)
-    )
-    return {"agent@example.com": user_id}
+# Retries and polls in seconds, not the product's minutes: a test sees a retried job succeed.
+FAST_JOBS = {"retry_initial_seconds": 0.2, "retry_max_seconds": 2.0, "poll_seconds": 1.0}
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def sealroom(
     synapse: LocalSynapse, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[SealroomFactory]:
-    """``await sealroom(agents={...}, homeserver_url=...)`` starts a service with its own bot."""
+    """``await sealroom(agents={...}, homeserver_url=...)`` starts a service with its own bot.
+
+    Other keywords replace whole config sections (``jobs`` replaces FAST_JOBS).
+    """
     started: list[Sealroom] = []
 
     async def make(
@@ -135,41 +157,35 @@ async def sealroom(
         homeserver_url: str | None = None,
         database_url: str | None = None,
         admin_token: bool = False,
+        jobs: dict[str, Any] | None = None,
         **sections: Any,
     ) -> Sealroom:
         folder = tmp_path_factory.mktemp("sealroom")
         bot_password = secrets.token_urlsafe(16)
         localpart = f"sealroom-bot-{next(_counter)}-{secrets.token_hex(3)}"
         bot_id = await synapse.register_user(localpart, bot_password)
-        secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+        if agents is None:
+            agents = await fresh_agents(synapse, f"agent-{next(_counter)}-{secrets.token_hex(3)}")
+        secret = webhook_secret()
         port = free_port()
-        raw: dict[str, Any] = {
-            "homeserver": {
-                "url": homeserver_url or synapse.url,
-                "server_name": "localhost",
-                "request_timeout_seconds": 10,
-            },
-            "bot": {
-                "user_id": bot_id,
-                "password": bot_password,
-                "data_dir": str(folder / "data"),
-                "pickle_key": secrets.token_urlsafe(24),
-            },
-            "database": {"url": database_url},
-            "http": {
-                "bind": "127.0.0.1",
-                "port": port,
-                "public_base_url": f"http://127.0.0.1:{port}",
-            },
-            "integrations": {"test": {"kind": "standard-webhooks", "secret": secret}},
-            "agents": agents if agents is not None else await _default_agents(synapse),
-            "jobs": {"retry_initial_seconds": 0.2, "retry_max_seconds": 2.0, "poll_seconds": 1.0},
-            "logging": {"level": "DEBUG", "format": "json"},
-        }
-        if admin_token:
-            raw["homeserver"]["admin_token"] = await synapse.admin_token()
-        raw.update(sections)
-        config = parse(raw)
+        config = parse(
+            service_config(
+                homeserver_url or synapse.url,
+                str(folder / "data"),
+                bot_id=bot_id,
+                bot_password=bot_password,
+                pickle_key=secrets.token_urlsafe(24),
+                admin_token=await synapse.admin_token() if admin_token else None,
+                request_timeout_seconds=10,
+                database_url=database_url,
+                port=port,
+                secret=secret,
+                agents=agents,
+                jobs=FAST_JOBS if jobs is None else jobs,
+                log_level="DEBUG",
+                **sections,
+            )
+        )
         stream = open(folder / "sealroom.log", "a", encoding="utf-8")  # noqa: SIM115
         logs.configure("DEBUG", "json", stream=stream, secrets=[bot_password, secret])
         app = App(config)

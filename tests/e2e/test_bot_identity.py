@@ -6,25 +6,22 @@ import json
 import re
 import shutil
 
-import aiohttp
-
 from bridge.matrix import identity
+from tests.support.http_json import post_json
 from tests.support.service_process import ServiceProcess
 
 RECOVERY_KEY = re.compile(r"RECOVERY KEY is:\s+((?:[1-9A-HJ-NP-Za-km-z]{4} ?){12})")
 
 
 async def _query_keys(synapse, user, bot_id: str) -> dict:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            f"{synapse.url}/_matrix/client/v3/keys/query",
-            json={"device_keys": {bot_id: []}},
-            headers={"Authorization": f"Bearer {user.client.access_token}"},
-        ) as resp,
-    ):
-        assert resp.status == 200
-        return await resp.json()
+    status, keys = await post_json(
+        synapse.url,
+        "/_matrix/client/v3/keys/query",
+        {"device_keys": {bot_id: []}},
+        headers={"Authorization": f"Bearer {user.client.access_token}"},
+    )
+    assert status == 200
+    return keys
 
 
 def _device_id(service: ServiceProcess) -> str:

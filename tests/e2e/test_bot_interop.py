@@ -7,24 +7,12 @@ work, and the recovery key the bot printed opens its secret storage and key back
 
 from __future__ import annotations
 
-import aiohttp
-
 import bridge.app
 from bridge.matrix import identity
 from tests.e2e.conftest import SealroomFactory
 from tests.support import jsclient
 
 js_client = jsclient.js_client  # the fixture
-
-
-async def _redeem(service, user_id: str) -> None:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            f"{service.url}/i/redeem", json={"token": service.tokens[-1], "user_id": user_id}
-        ) as resp,
-    ):
-        assert resp.status == 200, await resp.text()
 
 
 async def test_strict_js_clients_and_the_bot_understand_each_other(
@@ -51,7 +39,8 @@ async def test_strict_js_clients_and_the_bot_understand_each_other(
     await service.open_ticket("T-JS")
     room_id = await agent.wait_invite()
     await agent.join(room_id)
-    await _redeem(service, customer.user_id)
+    code, answer = await service.redeem(customer.user_id)
+    assert code == 200, answer
     assert await customer.wait_invite(room_id) == room_id
     await customer.join(room_id)
 

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
-
 from tests.support.fixtures import MatrixUserFactory
+from tests.support.http_json import post_json
+from tests.support.matrix_users import from_bot
 from tests.support.service_process import ServiceProcess
-
-
-def _from_bot(bot_id: str, needle: str):
-    return lambda sender, body: sender == bot_id and needle in body
 
 
 async def _agent_command_round_trip(service: ServiceProcess, agent, synapse, ticket: str) -> None:
@@ -28,9 +24,7 @@ async def _agent_command_round_trip(service: ServiceProcess, agent, synapse, tic
     await agent.join(room_id)
     await agent.wait_for_join(room_id, service.bot_id)
     await agent.send_text(room_id, "!help")
-    await agent.wait_for_message(
-        room_id, _from_bot(service.bot_id, "Commands: !close"), timeout=60
-    )
+    await agent.wait_for_message(room_id, from_bot(service.bot_id, "Commands: !close"), timeout=60)
     assert agent.undecryptable(room_id) == []
 
 
@@ -76,16 +70,12 @@ async def test_sigkill_after_keys_upload_response(
 
 async def _claim_all_one_time_keys(synapse, claimer, bot_id: str, device_id: str) -> dict:
     """Claim the bot's one-time keys until only the fallback key is handed out."""
+    body = {"one_time_keys": {bot_id: {device_id: "signed_curve25519"}}}
+    headers = {"Authorization": f"Bearer {claimer.client.access_token}"}
     for _ in range(200):
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(
-                f"{synapse.url}/_matrix/client/v3/keys/claim",
-                json={"one_time_keys": {bot_id: {device_id: "signed_curve25519"}}},
-                headers={"Authorization": f"Bearer {claimer.client.access_token}"},
-            ) as resp,
-        ):
-            data = await resp.json()
+        _, data = await post_json(
+            synapse.url, "/_matrix/client/v3/keys/claim", body, headers=headers
+        )
         keys = data["one_time_keys"].get(bot_id, {}).get(device_id, {})
         assert keys, f"the bot's device has no key to claim at all: {data}"
         (key,) = keys.values()

@@ -11,11 +11,9 @@ import pytest
 import pytest_asyncio
 
 from tests.e2e.conftest import SealroomFactory
+from tests.support.cross_signing import sign_device_of
 from tests.support.fixtures import MatrixUserFactory
-
-
-def _from_bot(bot_id: str, needle: str):
-    return lambda sender, body: sender == bot_id and needle in body
+from tests.support.matrix_users import MatrixUser, from_bot
 
 
 async def test_full_flow_existing_account(
@@ -48,7 +46,7 @@ async def test_full_flow_existing_account(
 
     assert await customer.wait_for_invite(room_id) == room_id
     await customer.join(room_id)
-    await customer.wait_for_message(room_id, _from_bot(bot_id, "only to share credentials"))
+    await customer.wait_for_message(room_id, from_bot(bot_id, "only to share credentials"))
     flow_seconds = time.monotonic() - started
     print(f"\nwebhook -> customer decrypted the rules notice: {flow_seconds:.2f} s")
 
@@ -58,7 +56,7 @@ async def test_full_flow_existing_account(
     await customer.send_text(room_id, canary)
     sender, body = await agent.wait_for_message(room_id, lambda s, b: b == canary)
     assert sender == customer.user_id
-    await agent.wait_for_message(room_id, _from_bot(bot_id, "only to share credentials"))
+    await agent.wait_for_message(room_id, from_bot(bot_id, "only to share credentials"))
 
     assert customer.undecryptable(room_id) == []
     assert agent.undecryptable(room_id) == []
@@ -79,13 +77,8 @@ async def test_restart_keeps_device_and_notices_stay_readable(
     customer = await matrix_user("customer")
     service = await sealroom(agents={"agent@example.com": agent.user_id})
     bot_id = service.config.bot.user_id
-    opened = await service.open_ticket("T-200")
-    room_id = await agent.wait_for_invite()
-    await agent.join(room_id)
-    await _redeem(service.url, service.tokens[-1], customer.user_id)
-    await customer.wait_for_invite(room_id)
-    await customer.join(room_id)
-    await customer.wait_for_message(room_id, _from_bot(bot_id, "only to share credentials"))
+    opened, room_id = await service.open_room("T-200", agent, customer)
+    await customer.wait_for_message(room_id, from_bot(bot_id, "only to share credentials"))
 
     device_before = service.app.bot.device_id
     await service.restart()
@@ -93,7 +86,7 @@ async def test_restart_keeps_device_and_notices_stay_readable(
 
     # A notice after the restart (the agent asks for help) is still decryptable.
     await agent.send_text(room_id, "!help")
-    await customer.wait_for_message(room_id, _from_bot(bot_id, "Commands: !close"))
+    await customer.wait_for_message(room_id, from_bot(bot_id, "Commands: !close"))
     assert customer.undecryptable(room_id) == []
     # The replayed timeline after the restart did not welcome anyone twice.
     rules = [m for m in customer.messages(room_id) if "only to share credentials" in m[1]]
@@ -149,15 +142,10 @@ async def test_close_removes_everyone(
     customer = await matrix_user("customer")
     service = await sealroom(agents={"agent@example.com": agent.user_id})
     bot_id = service.config.bot.user_id
-    opened = await service.open_ticket("T-500")
-    room_id = await agent.wait_for_invite()
-    await agent.join(room_id)
-    await _redeem(service.url, service.tokens[-1], customer.user_id)
-    await customer.wait_for_invite(room_id)
-    await customer.join(room_id)
+    opened, room_id = await service.open_room("T-500", agent, customer)
     status, body = await service.webhook({"event": "close", "ticket": {"id": "T-500"}})
     assert status == 202, body
-    await customer.wait_for_message(room_id, _from_bot(bot_id, "being closed"))
+    await customer.wait_for_message(room_id, from_bot(bot_id, "being closed"))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if (await service.session_row(opened["session_id"])).state == "closed":
@@ -166,18 +154,6 @@ async def test_close_removes_everyone(
     assert (await service.session_row(opened["session_id"])).state == "closed"
     assert await _joined_members(synapse, room_id) == []
     assert customer.undecryptable(room_id) == []
-
-
-async def _redeem(base_url: str, token: str, user_id: str) -> dict:
-    import aiohttp
-
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(f"{base_url}/i/redeem", json={"token": token, "user_id": user_id}) as response,
-    ):
-        data = await response.json()
-        assert response.status == 200, data
-        return data
 
 
 async def _joined_members(synapse, room_id: str) -> list[str]:
@@ -201,17 +177,15 @@ async def test_members_new_device_gets_the_room_key_on_request(
     sealroom: SealroomFactory, matrix_user: MatrixUserFactory, synapse, tmp_path
 ) -> None:
     """A customer who logs in a second device later can still read the bot's notice."""
-    from tests.support.cross_signing import sign_device_of
-    from tests.support.matrix_users import MatrixUser
-
     customer = await matrix_user("customer")
     service = await sealroom()
     bot_id = service.config.bot.user_id
     await service.open_ticket("T-700")
-    await _redeem(service.url, service.tokens[-1], customer.user_id)
+    status, data = await service.redeem(customer.user_id)
+    assert status == 200, data
     room_id = await customer.wait_for_invite()
     await customer.join(room_id)
-    await customer.wait_for_message(room_id, _from_bot(bot_id, "only to share credentials"))
+    await customer.wait_for_message(room_id, from_bot(bot_id, "only to share credentials"))
 
     localpart = customer.user_id[1:].split(":", 1)[0]
     second = await MatrixUser.create(
@@ -243,7 +217,7 @@ async def test_members_new_device_gets_the_room_key_on_request(
         for event in pending.values():
             await second.client.to_device(event.as_key_request(bot_id, second.device_id))
         sender, body = await second.wait_for_message(
-            room_id, _from_bot(bot_id, "only to share credentials"), timeout=30
+            room_id, from_bot(bot_id, "only to share credentials"), timeout=30
         )
         assert second.undecryptable(room_id) == []
     finally:
@@ -290,10 +264,11 @@ async def test_flow_and_restart_on_postgresql(
     replay_status, replay = await service.webhook(payload, webhook_id="msg_pg_1")
     assert replay_status == 201
     assert replay["replayed"] is True
-    await _redeem(service.url, service.tokens[0], customer.user_id)
+    status, data = await service.redeem(customer.user_id, service.tokens[0])
+    assert status == 200, data
     room_id = await customer.wait_for_invite()
     await customer.join(room_id)
-    await customer.wait_for_message(room_id, _from_bot(bot_id, "only to share credentials"))
+    await customer.wait_for_message(room_id, from_bot(bot_id, "only to share credentials"))
     await service.restart()
     row = await service.session_row(opened["session_id"])
     assert row.room_id == room_id

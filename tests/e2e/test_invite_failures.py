@@ -6,24 +6,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-import aiohttp
-
-import store.audit
-from tests.e2e.conftest import Sealroom, SealroomFactory
+from tests.e2e.conftest import SealroomFactory
 from tests.support.fixtures import MatrixUserFactory
-
-
-async def _redeem(service: Sealroom, token: str, user_id: str) -> tuple[int, dict[str, object]]:
-    async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
-        http.post(f"{service.url}/i/redeem", json={"token": token, "user_id": user_id}) as answer,
-    ):
-        return answer.status, dict(await answer.json())
-
-
-async def _audit(service: Sealroom, session_id: str) -> list[str]:
-    async with service.app.database.transaction() as db:
-        return [row.action for row in await store.audit.for_session(db, session_id)]
+from tests.support.matrix_users import from_bot
+from tests.support.rows import audit_actions
 
 
 async def test_unknown_local_account_is_refused_before_the_link_is_spent(
@@ -34,12 +20,12 @@ async def test_unknown_local_account_is_refused_before_the_link_is_spent(
     await service.open_ticket("T-TYPO")
     token = service.tokens[-1]
 
-    status, body = await _redeem(service, token, "@no-such-customer:localhost")
+    status, body = await service.redeem("@no-such-customer:localhost", token)
 
     assert status == 400, body
     assert body["errcode"] == "SEALROOM_MATRIX_USER_UNKNOWN"
     assert "no account with this Matrix ID" in str(body["error"])
-    status, body = await _redeem(service, token, customer.user_id)
+    status, body = await service.redeem(customer.user_id, token)
     assert status == 200, body
     await customer.wait_for_invite()
 
@@ -62,18 +48,17 @@ async def test_a_refused_invitation_is_told_to_the_agent_and_the_link_works_agai
     # A server the homeserver will not talk to (a loopback address, refused by Synapse's
     # federation IP blacklist): the invitation cannot succeed.
     remote = "@customer:127.0.0.1:9"
-    status, body = await _redeem(service, token, remote)
+    status, body = await service.redeem(remote, token)
     assert status == 200, body
 
     await agent.wait_for_message(
-        room_id,
-        lambda sender, text: sender == bot_id and f"invitation of {remote} failed" in text,
-        timeout=90,
+        room_id, from_bot(bot_id, f"invitation of {remote} failed"), timeout=90
     )
+    database, session_id = service.app.database, opened["session_id"]
     deadline = time.monotonic() + 30
-    while "member.invite_failed" not in await _audit(service, opened["session_id"]):
-        assert time.monotonic() < deadline, await _audit(service, opened["session_id"])
+    while "member.invite_failed" not in await audit_actions(database, session_id):
+        assert time.monotonic() < deadline, await audit_actions(database, session_id)
         await asyncio.sleep(0.2)
-    status, body = await _redeem(service, token, customer.user_id)
+    status, body = await service.redeem(customer.user_id, token)
     assert status == 200, body
     assert await customer.wait_for_invite() == room_id

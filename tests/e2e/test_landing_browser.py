@@ -8,37 +8,22 @@ docs/images/landing-<state>.png so the documentation shows the page as it really
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
-from sqlalchemy import select, text
+from sqlalchemy import text
 
-from bridge.invites import hash_token
-from bridge.sessions import utcnow
-from store.models import Invite
 from tests.e2e.conftest import Sealroom, SealroomFactory
-from tests.support.browser import new_page, prepare_page
+from tests.support.browser import UI_TIMEOUT_MS, new_page, prepare_page, screenshot
 from tests.support.fixtures import MatrixUserFactory
+from tests.support.rows import expire_invite, invite_row
 
 pytestmark = pytest.mark.timeout(120)
 
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 VIEWPORT = {"width": 800, "height": 700}
 SECTIONS = ("loading", "gone", "unavailable", "invite", "done")
-UI_TIMEOUT_MS = 15_000
-
-
-async def _prepare(page: Any) -> Any:
-    return await prepare_page(page, VIEWPORT, UI_TIMEOUT_MS)
-
-
-async def _new_page(browser: Any) -> Any:
-    return await new_page(browser, VIEWPORT, UI_TIMEOUT_MS)
 
 
 async def _open(page: Any, url: str) -> tuple[str, Any]:
@@ -48,14 +33,6 @@ async def _open(page: Any, url: str) -> tuple[str, Any]:
     visible = [name for name in SECTIONS if await page.is_visible(f"#{name}")]
     assert len(visible) == 1, f"expected exactly one visible section, got {visible}"
     return visible[0], response
-
-
-async def _screenshot(page: Any, state: str) -> None:
-    """Refresh docs/images only when asked: SEALROOM_SCREENSHOTS=1 ./scripts/test tests/e2e."""
-    if not os.environ.get("SEALROOM_SCREENSHOTS"):
-        return
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(IMAGES / f"landing-{state}.png"))
 
 
 async def _gone_text(page: Any) -> tuple[str, str]:
@@ -82,13 +59,6 @@ async def _redeem_in_page(page: Any, user_id: str) -> None:
     await page.click("#redeem")
 
 
-async def _invite_row(service: Sealroom, token: str) -> Invite:
-    async with service.app.database.transaction() as db:
-        invite = await db.scalar(select(Invite).where(Invite.token_hash == hash_token(token)))
-    assert invite is not None
-    return invite
-
-
 async def _open_ticket(service: Sealroom, ticket: str) -> tuple[dict[str, Any], str]:
     opened = await service.open_ticket(ticket)
     return opened, service.tokens[-1]
@@ -100,13 +70,13 @@ async def test_invalid_matrix_id_shows_an_error_and_the_link_still_works(
     customer = await matrix_user("customer")
     service = await sealroom()
     opened, token = await _open_ticket(service, "T-810")
-    page = await _prepare(page)
+    page = await prepare_page(page, VIEWPORT)
 
     state, _ = await _open(page, opened["invite_url"])
     assert state == "invite"
     assert await page.text_content("#ticket-ref") == "T-810"
     assert await page.text_content("#subject") == "Admin login for T-810"
-    await _screenshot(page, "invite")
+    await screenshot(page, "landing-invite")
 
     # Caught in the browser (no @, an e-mail address): nothing is sent, a clear message shows.
     await _redeem_in_page(page, "casey@example.org")
@@ -114,7 +84,7 @@ async def test_invalid_matrix_id_shows_an_error_and_the_link_still_works(
     await alert.wait_for(state="visible")
     assert "not a valid Matrix ID" in (await alert.text_content() or "")
     assert await page.is_visible("#invite")
-    await _screenshot(page, "invalid-id")
+    await screenshot(page, "landing-invalid-id")
 
     # Passes the browser's check but not the server's (a host name cannot start with "-"):
     # the server's message shows in the same place, and the link is not spent.
@@ -125,14 +95,14 @@ async def test_invalid_matrix_id_shows_an_error_and_the_link_still_works(
     assert await alert.is_visible()
     assert await page.is_visible("#invite")
     assert not await page.is_disabled("#redeem")
-    assert (await _invite_row(service, token)).used_at is None
+    assert (await invite_row(service.app.database, token)).used_at is None
 
     # Well-formed, on the bot's own homeserver, but no such account (a typo): told so before
     # anything is spent, and the link stays usable.
     await _redeem_in_page(page, f"@typo-{secrets.token_hex(4)}:localhost")
     await page.locator("#error", has_text="no account with this Matrix ID").wait_for()
     assert await page.is_visible("#invite")
-    assert (await _invite_row(service, token)).used_at is None
+    assert (await invite_row(service.app.database, token)).used_at is None
 
     # A valid ID now succeeds with the same link, the error disappears, the invite arrives.
     await _redeem_in_page(page, f"  {customer.user_id} ")
@@ -142,11 +112,11 @@ async def test_invalid_matrix_id_shows_an_error_and_the_link_still_works(
     matrix_to = await page.get_attribute("#matrix-to", "href")
     assert matrix_to is not None
     assert matrix_to.startswith("https://matrix.to/#/%23sealroom-")
-    await _screenshot(page, "done")
+    await screenshot(page, "landing-done")
 
     room_id = await service.wait_for_room(opened["session_id"])
     assert await customer.wait_for_invite(room_id) == room_id
-    assert (await _invite_row(service, token)).used_by == customer.user_id
+    assert (await invite_row(service.app.database, token)).used_by == customer.user_id
 
 
 async def test_used_link_shows_the_neutral_page_without_the_form(
@@ -155,8 +125,8 @@ async def test_used_link_shows_the_neutral_page_without_the_form(
     customer = await matrix_user("customer", start=False)
     service = await sealroom()
     opened, _ = await _open_ticket(service, "T-820")
-    page = await _prepare(page)
-    stale_tab = await _new_page(browser)
+    page = await prepare_page(page, VIEWPORT)
+    stale_tab = await new_page(browser, VIEWPORT)
     try:
         # A second tab opened before the link is used, still showing the form.
         assert (await _open(stale_tab, opened["invite_url"]))[0] == "invite"
@@ -172,7 +142,7 @@ async def test_used_link_shows_the_neutral_page_without_the_form(
         assert state == "gone"
         assert response.status == 200  # the page itself; the lookup says 410
         await _assert_gone(again)
-        await _screenshot(again, "gone")
+        await screenshot(again, "landing-gone")
 
         # The stale tab's form cannot spend it a second time either.
         await _redeem_in_page(stale_tab, "@someone-else:localhost")
@@ -189,7 +159,7 @@ async def test_unknown_token_and_missing_fragment_show_the_neutral_page(
 ) -> None:
     service = await sealroom()
     await _open_ticket(service, "T-830")  # a real invite exists, but is not the one asked for
-    page = await _prepare(page)
+    page = await prepare_page(page, VIEWPORT)
 
     urls = {
         "unknown token": f"{service.url}/i#{secrets.token_urlsafe(32)}",
@@ -216,13 +186,10 @@ async def test_expired_link_shows_the_neutral_page(
     service = await sealroom()
     opened, token = await _open_ticket(service, "T-840")
     unknown = f"{service.url}/i#{secrets.token_urlsafe(32)}"
-    page = await _prepare(page)
+    page = await prepare_page(page, VIEWPORT)
     assert (await _open(page, opened["invite_url"]))[0] == "invite"
 
-    async with service.app.database.transaction() as db:
-        invite = await db.scalar(select(Invite).where(Invite.token_hash == hash_token(token)))
-        assert invite is not None
-        invite.expires_at = utcnow() - timedelta(minutes=1)
+    await expire_invite(service.app.database, token)
 
     expired = await page.context.new_page()
     expired.set_default_timeout(UI_TIMEOUT_MS)
@@ -233,7 +200,7 @@ async def test_expired_link_shows_the_neutral_page(
     await _redeem_in_page(page, "@casey:localhost")
     await page.wait_for_selector("#gone:not([hidden])")
     await _assert_gone(page)
-    assert (await _invite_row(service, token)).used_at is None
+    assert (await invite_row(service.app.database, token)).used_at is None
 
     # Expired reads exactly like unknown: nobody learns that the link once existed.
     other = await page.context.new_page()
@@ -248,21 +215,21 @@ async def test_opening_the_page_never_uses_up_the_invite(
     customer = await matrix_user("customer", start=False)
     service = await sealroom()
     opened, token = await _open_ticket(service, "T-850")
-    page = await _prepare(page)
-    scanner = await _new_page(browser)  # e.g. a mail provider's link scanner
+    page = await prepare_page(page, VIEWPORT)
+    scanner = await new_page(browser, VIEWPORT)  # e.g. a mail provider's link scanner
     try:
         assert (await _open(scanner, opened["invite_url"]))[0] == "invite"
         await scanner.reload()
         await scanner.wait_for_selector("#invite:not([hidden])")
         assert (await _open(page, opened["invite_url"]))[0] == "invite"
-        assert (await _invite_row(service, token)).used_at is None
+        assert (await invite_row(service.app.database, token)).used_at is None
 
         await _redeem_in_page(page, customer.user_id)
         await page.wait_for_selector("#done:not([hidden])")
         assert await page.text_content("#invited-as") == customer.user_id
     finally:
         await scanner.context.close()
-    invite = await _invite_row(service, token)
+    invite = await invite_row(service.app.database, token)
     assert invite.used_at is not None
     assert invite.used_by == customer.user_id
 
@@ -291,7 +258,7 @@ async def test_page_loads_nothing_external_and_runs_no_inline_script(
     customer = await matrix_user("customer", start=False)
     service = await sealroom()
     opened, _ = await _open_ticket(service, "T-860")
-    page = await _prepare(page)
+    page = await prepare_page(page, VIEWPORT)
     requests, console = _record_requests(page)
 
     await _walk_through(page, opened["invite_url"], customer.user_id)
@@ -322,7 +289,7 @@ async def test_page_loads_nothing_external_and_runs_no_inline_script(
 async def test_landing_page_response_headers(sealroom: SealroomFactory, page) -> None:
     service = await sealroom()
     opened, _ = await _open_ticket(service, "T-870")
-    page = await _prepare(page)
+    page = await prepare_page(page, VIEWPORT)
     _, response = await _open(page, opened["invite_url"])
     assert response.status == 200
     assert response.request.method == "GET"
@@ -348,7 +315,7 @@ async def test_invite_token_travels_only_in_post_bodies(
     customer = await matrix_user("customer", start=False)
     service = await sealroom()
     opened, token = await _open_ticket(service, "T-880")
-    page = await _prepare(page)
+    page = await prepare_page(page, VIEWPORT)
     requests, _ = _record_requests(page)
 
     await _walk_through(page, opened["invite_url"], customer.user_id)
@@ -375,7 +342,7 @@ async def test_invite_token_travels_only_in_post_bodies(
 
 async def test_malformed_fragment_shows_the_neutral_page(sealroom: SealroomFactory, page) -> None:
     service = await sealroom()
-    page = await _prepare(page)
+    page = await prepare_page(page, VIEWPORT)
     await page.goto(f"{service.url}/i#%E0%A4%A")
     with contextlib.suppress(PlaywrightTimeoutError):
         await page.wait_for_selector("#loading", state="hidden", timeout=5_000)
@@ -387,7 +354,7 @@ async def test_server_error_does_not_declare_the_link_dead(
 ) -> None:
     service = await sealroom()
     opened, _ = await _open_ticket(service, "T-890")
-    page = await _prepare(page)
+    page = await prepare_page(page, VIEWPORT)
     # A real fault in the running service: its invites table is briefly unreachable (500).
     async with service.app.database.transaction() as db:
         await db.execute(text("ALTER TABLE invites RENAME TO invites_away"))

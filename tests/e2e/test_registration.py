@@ -7,6 +7,8 @@ import time
 
 from tests.e2e.conftest import SealroomFactory
 from tests.support import jsclient
+from tests.support.matrix_users import from_bot
+from tests.support.registration import register_with_token
 
 js_client = jsclient.js_client  # the fixture
 
@@ -98,18 +100,10 @@ async def test_new_customer_registers_and_gets_a_working_recovery_key(
             assert needle.encode() not in data, f"{needle[:6]}… found in {path}"
 
 
-async def _post(url: str, body: dict) -> tuple[int, dict]:
-    import aiohttp
-
-    async with aiohttp.ClientSession() as http, http.post(url, json=body) as resp:
-        return resp.status, await resp.json()
-
-
 async def test_leaving_halfway_revokes_the_token_or_tells_the_agent(
     sealroom: SealroomFactory, matrix_user, synapse
 ) -> None:
     from bridge.matrix.admin import SynapseAdmin
-    from tests.e2e.test_synapse_admin import _register_with_token
 
     agent = await matrix_user("agent")
     service = await sealroom(
@@ -124,34 +118,31 @@ async def test_leaving_halfway_revokes_the_token_or_tells_the_agent(
     token = service.tokens[-1]
 
     # Left before registering: the minted token is revoked on the homeserver.
-    status, started = await _post(f"{service.url}/i/register/start", {"token": token})
+    status, started = await service.post_json("/i/register/start", {"token": token})
     assert status == 200
     first = started["registration_token"]
-    status, _ = await _post(
-        f"{service.url}/i/register/abandon", {"token": token, "registration_token": "x" * 43}
+    status, _ = await service.post_json(
+        "/i/register/abandon", {"token": token, "registration_token": "x" * 43}
     )
     assert status == 403
-    status, _ = await _post(
-        f"{service.url}/i/register/abandon", {"token": token, "registration_token": first}
+    status, _ = await service.post_json(
+        "/i/register/abandon", {"token": token, "registration_token": first}
     )
     assert status == 200
     assert await admin.get_registration_token(first) is None
 
     # Left after the account was made but before encryption: the agent is told in the room.
-    status, started = await _post(f"{service.url}/i/register/start", {"token": token})
+    status, started = await service.post_json("/i/register/start", {"token": token})
     second = started["registration_token"]
     localpart = f"halfway-{secrets.token_hex(3)}"
-    assert (
-        await _register_with_token(synapse, second, localpart, "Pw-" + secrets.token_hex(8)) == 200
-    )
-    status, _ = await _post(
-        f"{service.url}/i/register/abandon",
+    status, _ = await register_with_token(synapse, localpart, "Pw-" + secrets.token_hex(8), second)
+    assert status == 200
+    status, _ = await service.post_json(
+        "/i/register/abandon",
         {"token": token, "registration_token": second, "user_id": f"@{localpart}:localhost"},
     )
     assert status == 200
     bot_id = service.config.bot.user_id
-    await agent.wait_for_message(
-        room_id, lambda s, b: s == bot_id and f"@{localpart}:localhost" in b and "left" in b
-    )
+    await agent.wait_for_message(room_id, from_bot(bot_id, f"@{localpart}:localhost", "left"))
     row = await service.session_row(opened["session_id"])
     assert row.customer_user_id is None  # nothing was spent: the link still works

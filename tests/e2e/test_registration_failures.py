@@ -9,50 +9,34 @@ docs/images/register-<state>.png when SEALROOM_SCREENSHOTS is set.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from sqlalchemy import select
 
 from bridge.devtools.localsynapse import LocalSynapse
-from bridge.invites import hash_token
 from bridge.matrix.admin import SynapseAdmin
 from bridge.registration import MAX_REGISTRATION_ATTEMPTS
-from bridge.sessions import utcnow
-from store.models import Invite
 from tests.e2e.conftest import Sealroom, SealroomFactory
 from tests.support import jsclient
-from tests.support.browser import new_page, prepare_page
+from tests.support.browser import new_page, prepare_page, screenshot
+from tests.support.registration import REGISTER_PATH, register_with_token
+from tests.support.rows import expire_invite, invite_row
 
 js_client = jsclient.js_client  # the fixture
 
 pytestmark = pytest.mark.timeout(180)
 
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 VIEWPORT = {"width": 800, "height": 900}
-UI_TIMEOUT_MS = 15_000
 REGISTER_TIMEOUT_MS = 30_000  # registration + encryption set-up in the browser
-REGISTER_PATH = "/_matrix/client/v3/register"
 GONE_HEADING = "This link can no longer be used"
 TAKEN = "This user name is taken. Choose another one."
 STRONG = "Canary-Pass-{}!"
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-async def _screenshot(page: Any, state: str) -> None:
-    """Refresh docs/images only when asked: SEALROOM_SCREENSHOTS=1 (800 px wide, whole page)."""
-    if not os.environ.get("SEALROOM_SCREENSHOTS"):
-        return
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(IMAGES / f"register-{state}.png"), full_page=True)
 
 
 async def _service(sealroom: SealroomFactory) -> Sealroom:
@@ -63,14 +47,6 @@ async def _ticket(service: Sealroom, ticket: str) -> tuple[str, str]:
     """Open a ticket; return its invite URL and invite token."""
     opened = await service.open_ticket(ticket)
     return opened["invite_url"], service.tokens[-1]
-
-
-async def _prepare(page: Any) -> Any:
-    return await prepare_page(page, VIEWPORT, UI_TIMEOUT_MS)
-
-
-async def _new_page(browser: Any) -> Any:
-    return await new_page(browser, VIEWPORT, UI_TIMEOUT_MS)
 
 
 async def _open_form(page: Any, url: str) -> None:
@@ -97,30 +73,6 @@ def _hs_registers(seen: list[tuple[str, str]], synapse: LocalSynapse) -> list[st
 
 def _starts(seen: list[tuple[str, str]], service: Sealroom) -> list[str]:
     return [url for method, url in seen if method == "POST" and url.endswith("/i/register/start")]
-
-
-async def _invite_row(service: Sealroom, token: str) -> Invite:
-    async with service.app.database.transaction() as db:
-        invite = await db.scalar(select(Invite).where(Invite.token_hash == hash_token(token)))
-    assert invite is not None
-    return invite
-
-
-async def _expire_invite(service: Sealroom, token: str) -> None:
-    async with service.app.database.transaction() as db:
-        invite = await db.scalar(select(Invite).where(Invite.token_hash == hash_token(token)))
-        assert invite is not None
-        invite.expires_at = utcnow() - timedelta(minutes=1)
-
-
-async def _post(service: Sealroom, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as http,
-        http.post(f"{service.url}{path}", json=body) as response,
-    ):
-        data = await response.json(content_type=None)
-    return response.status, data
 
 
 async def _admin(synapse: LocalSynapse) -> SynapseAdmin:
@@ -158,32 +110,6 @@ def _localpart(name: str) -> str:
 
 def _password() -> str:
     return STRONG.format(secrets.token_hex(8))
-
-
-async def _register_with_token(
-    synapse: LocalSynapse, localpart: str, password: str, token: str
-) -> tuple[int, dict[str, Any]]:
-    """What the page does: POST /register through the registration-token stage, then dummy."""
-    body: dict[str, Any] = {"username": localpart, "password": password, "inhibit_login": True}
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
-
-        async def call(extra: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-            async with http.post(synapse.url + REGISTER_PATH, json={**body, **extra}) as resp:
-                return resp.status, await resp.json(content_type=None)
-
-        status, data = await call({})
-        for _ in range(3):
-            if status != 401:
-                break
-            session = data.get("session")
-            auth = (
-                {"type": "m.login.dummy", "session": session}
-                if "m.login.registration_token" in data.get("completed", [])
-                else {"type": "m.login.registration_token", "token": token, "session": session}
-            )
-            status, data = await call({"auth": auth})
-    return status, data
 
 
 async def _storage(page: Any, origin: str) -> dict[str, list[list[str]]]:
@@ -235,7 +161,7 @@ async def test_taken_user_name_spends_nothing_and_another_name_succeeds(
     url, token = await _ticket(service, "T-TAKEN")
     taken = _localpart("taken")
     await synapse.register_user(taken, secrets.token_urlsafe(16))
-    page = await _prepare(page)
+    page = await prepare_page(page, VIEWPORT)
     seen = _record_requests(page)
     starts: list[Any] = []
     page.on(
@@ -262,7 +188,7 @@ async def test_taken_user_name_spends_nothing_and_another_name_succeeds(
     assert await page.is_enabled("#create-account")
 
     # Nothing spent: the invite is unused and the registration token unused on the homeserver.
-    invite = await _invite_row(service, token)
+    invite = await invite_row(service.app.database, token)
     assert invite.used_at is None
     assert invite.used_by is None
     assert invite.registration_attempts == 1
@@ -281,7 +207,7 @@ async def test_taken_user_name_spends_nothing_and_another_name_succeeds(
     await _create_and_wait_recovery(page)
     assert len(_starts(seen, service)) == 1, "a second registration token was minted"
     user_id = f"@{fresh}:localhost"
-    invite = await _invite_row(service, token)
+    invite = await invite_row(service.app.database, token)
     assert invite.used_by == user_id
     assert invite.used_at is not None
     admin = await _admin(synapse)
@@ -305,7 +231,7 @@ async def test_invalid_user_name_is_refused_in_the_browser(
 ) -> None:
     service = await _service(sealroom)
     url, token = await _ticket(service, "T-NAME")
-    page = await _prepare(page)
+    page = await prepare_page(page, VIEWPORT)
     seen = _record_requests(page)
     await _open_form(page, url)
 
@@ -317,7 +243,7 @@ async def test_invalid_user_name_is_refused_in_the_browser(
     assert _hs_registers(seen, synapse) == []
     assert not [u for _, u in seen if "/register/available" in u], "an invalid name was checked"
     assert _starts(seen, service) == []
-    invite = await _invite_row(service, token)
+    invite = await invite_row(service.app.database, token)
     assert invite.used_at is None
     assert invite.registration_attempts == 0
     assert await (await _admin(synapse)).user_created_at(f"@{name.lower()}:localhost") is None
@@ -331,7 +257,7 @@ async def test_weak_passwords_are_refused_in_the_browser_and_a_strong_one_is_sug
 ) -> None:
     service = await _service(sealroom)
     url, token = await _ticket(service, "T-WEAK")
-    page = await _prepare(page)
+    page = await prepare_page(page, VIEWPORT)
     seen = _record_requests(page)
     await _open_form(page, url)
     localpart = _localpart("weak")
@@ -353,7 +279,7 @@ async def test_weak_passwords_are_refused_in_the_browser_and_a_strong_one_is_sug
 
     assert _hs_registers(seen, synapse) == []
     assert _starts(seen, service) == []
-    invite = await _invite_row(service, token)
+    invite = await invite_row(service.app.database, token)
     assert invite.used_at is None
     assert invite.registration_attempts == 0
     assert await (await _admin(synapse)).user_created_at(f"@{localpart}:localhost") is None
@@ -378,35 +304,35 @@ async def test_expired_used_and_lapsing_invites_show_the_neutral_section(
 
     # Expired before the page was opened.
     expired_url, expired_token = await _ticket(service, "T-EXPIRED")
-    await _expire_invite(service, expired_token)
-    expired = await _new_page(browser)
+    await expire_invite(service.app.database, expired_token)
+    expired = await new_page(browser, VIEWPORT)
     await expired.goto(expired_url)
     await _assert_gone(expired)
 
     # Used already (redeemed for an existing account).
     used_url, used_token = await _ticket(service, "T-USED")
     someone = await synapse.register_user(_localpart("someone"), secrets.token_urlsafe(16))
-    status, data = await _post(service, "/i/redeem", {"token": used_token, "user_id": someone})
+    status, data = await service.redeem(someone, used_token)
     assert status == 200, data
-    used = await _new_page(browser)
+    used = await new_page(browser, VIEWPORT)
     await used.goto(used_url)
     await _assert_gone(used)
-    assert (await _invite_row(service, used_token)).used_by == someone
+    assert (await invite_row(service.app.database, used_token)).used_by == someone
 
     # Expires while the page is open: "Create my account" lands on the neutral section.
     lapsing_url, lapsing_token = await _ticket(service, "T-LAPSING")
-    page = await _prepare(page)
+    page = await prepare_page(page, VIEWPORT)
     seen = _record_requests(page)
     await _open_form(page, lapsing_url)
     localpart = _localpart("late")
     await _fill_account(page, localpart, _password())
     await _wait_status(page, "is available")
-    await _expire_invite(service, lapsing_token)
+    await expire_invite(service.app.database, lapsing_token)
     await page.click("#create-account")
     await _assert_gone(page)
     assert len(_starts(seen, service)) == 1
     assert _hs_registers(seen, synapse) == []
-    invite = await _invite_row(service, lapsing_token)
+    invite = await invite_row(service.app.database, lapsing_token)
     assert invite.used_at is None
     assert invite.registration_attempts == 0  # no registration token was minted
     assert await (await _admin(synapse)).user_created_at(f"@{localpart}:localhost") is None
@@ -432,7 +358,7 @@ async def test_registration_refused_by_the_homeserver_creates_no_account(
         await admin.delete_registration_token(registration_token)
         await route.fulfill(response=response)
 
-    page = await _prepare(page)
+    page = await prepare_page(page, VIEWPORT)
     seen = _record_requests(page)
     await page.route("**/i/register/start", revoke_before_the_page_sees_it)
     await _open_form(page, url)
@@ -451,7 +377,7 @@ async def test_registration_refused_by_the_homeserver_creates_no_account(
 
     assert await admin.user_created_at(f"@{localpart}:localhost") is None
     assert await admin.get_registration_token(minted[0]) is None
-    invite = await _invite_row(service, token)
+    invite = await invite_row(service.app.database, token)
     assert invite.used_at is None
     assert invite.used_by is None
 
@@ -472,7 +398,7 @@ async def test_after_a_refusal_trying_again_on_the_same_page_works(
         minted.append(registration_token)
         await route.fulfill(response=response)
 
-    page = await _prepare(page)
+    page = await prepare_page(page, VIEWPORT)
     await page.route("**/i/register/start", revoke_the_first_token)
     await _open_form(page, url)
     localpart = _localpart("persist")
@@ -489,7 +415,7 @@ async def test_after_a_refusal_trying_again_on_the_same_page_works(
     shown = await page.text_content("#register-error")
     assert await page.is_visible("#recovery"), f"still refused: {shown!r}"
     assert len(minted) == 2
-    assert (await _invite_row(service, token)).used_by == f"@{localpart}:localhost"
+    assert (await invite_row(service.app.database, token)).used_by == f"@{localpart}:localhost"
 
 
 # -- (6) the network fails halfway through the encryption set-up ---------------------------------
@@ -509,7 +435,7 @@ async def test_network_error_during_encryption_set_up_can_be_retried(
         else:
             await route.continue_()
 
-    page = await _prepare(page)
+    page = await prepare_page(page, VIEWPORT)
     await page.route(f"{synapse.url}/_matrix/client/v3/room_keys/version", fail_the_first_backup)
     await _open_form(page, url)
     localpart = _localpart("flaky")
@@ -527,14 +453,14 @@ async def test_network_error_during_encryption_set_up_can_be_retried(
     assert not await page.is_visible("#recovery")
     # The account exists; the invite is not spent before the encryption is set up.
     assert await (await _admin(synapse)).user_created_at(user_id) is not None
-    assert (await _invite_row(service, token)).used_at is None
+    assert (await invite_row(service.app.database, token)).used_at is None
 
     await page.click("#retry-encryption")
     await page.wait_for_selector("#recovery:not([hidden])", timeout=REGISTER_TIMEOUT_MS)
     recovery_key = (await page.text_content("#recovery-key") or "").strip()
     assert len(recovery_key.split()) == 12
     assert not await page.is_visible("#register-error")
-    invite = await _invite_row(service, token)
+    invite = await invite_row(service.app.database, token)
     assert invite.used_by == user_id
 
     # The second set-up is the one that counts: the key opens everything on a new device.
@@ -562,7 +488,7 @@ async def test_network_error_on_finish_can_be_retried_and_shows_the_key(
         else:
             await route.continue_()
 
-    page = await _prepare(page)
+    page = await prepare_page(page, VIEWPORT)
     await page.route("**/i/register/finish", fail_the_first_finish)
     await _open_form(page, url)
     localpart = _localpart("finish")
@@ -574,14 +500,14 @@ async def test_network_error_on_finish_can_be_retried_and_shows_the_key(
     message = (await page.text_content("#register-error") or "").strip()
     assert failures, "the finish request was never made"
     assert await (await _admin(synapse)).user_created_at(user_id) is not None
-    assert (await _invite_row(service, token)).used_at is None
+    assert (await invite_row(service.app.database, token)).used_at is None
 
     assert user_id in message, f"the page does not say the account exists: {message!r}"
     assert await page.is_visible("#retry-encryption"), f"no way to retry: {message!r}"
     await page.click("#retry-encryption")
     await page.wait_for_selector("#recovery:not([hidden])", timeout=REGISTER_TIMEOUT_MS)
     assert len((await page.text_content("#recovery-key") or "").split()) == 12
-    assert (await _invite_row(service, token)).used_by == user_id
+    assert (await invite_row(service.app.database, token)).used_by == user_id
 
 
 # -- (7) the recovery key is shown once ----------------------------------------------------------
@@ -594,13 +520,13 @@ async def test_reloading_never_shows_the_recovery_key_again(
 
     # Reloaded while the key is on screen (before Continue).
     url, token = await _ticket(service, "T-RELOAD-1")
-    page = await _prepare(page)
+    page = await prepare_page(page, VIEWPORT)
     await _open_form(page, url)
     first = _localpart("reload")
     await _fill_account(page, first, _password())
     await _wait_status(page, "is available")
     key = await _create_and_wait_recovery(page)
-    assert (await _invite_row(service, token)).used_by == f"@{first}:localhost"
+    assert (await invite_row(service.app.database, token)).used_by == f"@{first}:localhost"
     await page.reload()
     await _assert_gone(page)
     assert (await page.text_content("#recovery-key") or "") == ""
@@ -608,7 +534,7 @@ async def test_reloading_never_shows_the_recovery_key_again(
 
     # Reloaded after Continue, on the login instructions.
     url, token = await _ticket(service, "T-RELOAD-2")
-    other = await _new_page(browser)
+    other = await new_page(browser, VIEWPORT)
     try:
         await _open_form(other, url)
         second = _localpart("again")
@@ -616,9 +542,9 @@ async def test_reloading_never_shows_the_recovery_key_again(
         await _wait_status(other, "is available")
         await other.click("#generate-password")
         await other.wait_for_selector("#generated-password:not([hidden])")
-        await _screenshot(other, "form")
+        await screenshot(other, "register-form", full_page=True)
         key = await _create_and_wait_recovery(other)
-        await _screenshot(other, "recovery-key")
+        await screenshot(other, "register-recovery-key", full_page=True)
         assert await other.is_disabled("#recovery-continue")
         await other.check("#saved-key")
         await other.click("#recovery-continue")
@@ -628,12 +554,12 @@ async def test_reloading_never_shows_the_recovery_key_again(
         assert await other.text_content("#login-username") == user_id
         assert await other.text_content("#login-homeserver") == synapse.url
         assert await other.text_content("#invited-as") == user_id
-        await _screenshot(other, "done")
+        await screenshot(other, "register-done", full_page=True)
         await _assert_key_kept_nowhere(other, service, key)
         await other.reload()
         await _assert_gone(other)
         await _assert_key_kept_nowhere(other, service, key)
-        assert (await _invite_row(service, token)).used_by == user_id
+        assert (await invite_row(service.app.database, token)).used_by == user_id
     finally:
         await other.context.close()
 
@@ -646,7 +572,7 @@ async def test_registration_disabled_has_no_form_and_start_is_refused(
 ) -> None:
     service = await sealroom()  # the default configuration
     url, token = await _ticket(service, "T-OFF")
-    page = await _prepare(page)
+    page = await prepare_page(page, VIEWPORT)
     seen = _record_requests(page)
     await page.goto(url)
     await page.wait_for_selector("#invite:not([hidden])")
@@ -655,17 +581,16 @@ async def test_registration_disabled_has_no_form_and_start_is_refused(
     assert await page.get_by_text("Create an account").count() == 0
     assert not [u for _, u in seen if urlsplit(u).path.endswith("register.js")]
 
-    status, data = await _post(service, "/i/register/start", {"token": token})
+    status, data = await service.post_json("/i/register/start", {"token": token})
     assert status == 403
     assert data["errcode"] == "SEALROOM_REGISTRATION_DISABLED"
-    status, data = await _post(
-        service,
+    status, data = await service.post_json(
         "/i/register/finish",
         {"token": token, "user_id": "@casey:localhost", "registration_token": "made-up"},
     )
     assert status == 403
     assert data["errcode"] == "SEALROOM_REGISTRATION_DISABLED"
-    invite = await _invite_row(service, token)
+    invite = await invite_row(service.app.database, token)
     assert invite.used_at is None
     assert invite.registration_attempts == 0
 
@@ -679,16 +604,16 @@ async def test_finish_with_an_unverified_account_is_refused(
     service = await _service(sealroom)
     _, token = await _ticket(service, "T-FINISH-A")
     _, other_token = await _ticket(service, "T-FINISH-B")
-    status, started = await _post(service, "/i/register/start", {"token": token})
+    status, started = await service.post_json("/i/register/start", {"token": token})
     assert status == 200, started
-    status, other_started = await _post(service, "/i/register/start", {"token": other_token})
+    status, other_started = await service.post_json("/i/register/start", {"token": other_token})
     assert status == 200, other_started
     ours = started["registration_token"]
     theirs = other_started["registration_token"]
 
     # A real account, made with the other invite's registration token.
     localpart = _localpart("other")
-    status, made = await _register_with_token(synapse, localpart, _password(), theirs)
+    status, made = await register_with_token(synapse, localpart, _password(), theirs)
     assert status == 200, made
     other_user = made["user_id"]
     # An existing account made without any registration token.
@@ -703,28 +628,26 @@ async def test_finish_with_an_unverified_account_is_refused(
         (f"@{localpart}:evil.example", ours),
     ]
     for user_id, registration_token in attempts:
-        status, data = await _post(
-            service,
+        status, data = await service.post_json(
             "/i/register/finish",
             {"token": token, "user_id": user_id, "registration_token": registration_token},
         )
         assert status == 403, (user_id, data)
         assert data["errcode"] == "SEALROOM_REGISTRATION_NOT_VERIFIED", data
 
-    invite = await _invite_row(service, token)
+    invite = await invite_row(service.app.database, token)
     assert invite.used_at is None
     assert invite.used_by is None
-    other_invite = await _invite_row(service, other_token)
+    other_invite = await invite_row(service.app.database, other_token)
     assert other_invite.used_at is None
     # The other invite's own, genuine finish still works.
-    status, data = await _post(
-        service,
+    status, data = await service.post_json(
         "/i/register/finish",
         {"token": other_token, "user_id": other_user, "registration_token": theirs},
     )
     assert status == 200, data
-    assert (await _invite_row(service, other_token)).used_by == other_user
-    assert (await _invite_row(service, token)).used_at is None
+    assert (await invite_row(service.app.database, other_token)).used_by == other_user
+    assert (await invite_row(service.app.database, token)).used_at is None
 
 
 # -- (10) too many starts on one invite ----------------------------------------------------------
@@ -737,13 +660,13 @@ async def test_more_than_five_starts_on_one_invite_answer_429(
     _, token = await _ticket(service, "T-MANY")
     assert MAX_REGISTRATION_ATTEMPTS == 5
     for attempt in range(1, MAX_REGISTRATION_ATTEMPTS + 1):
-        status, data = await _post(service, "/i/register/start", {"token": token})
+        status, data = await service.post_json("/i/register/start", {"token": token})
         assert status == 200, (attempt, data)
     for _ in range(2):
-        status, data = await _post(service, "/i/register/start", {"token": token})
+        status, data = await service.post_json("/i/register/start", {"token": token})
         assert status == 429, data
         assert data["errcode"] == "SEALROOM_TOO_MANY_ATTEMPTS"
-    invite = await _invite_row(service, token)
+    invite = await invite_row(service.app.database, token)
     assert invite.registration_attempts == MAX_REGISTRATION_ATTEMPTS
     assert invite.used_at is None
 
@@ -773,14 +696,14 @@ async def test_at_most_one_registration_token_per_invite_is_valid_at_any_time(
     _, token = await _ticket(service, "T-ONE-TOKEN")
     minted: list[str] = []
     for attempt in range(MAX_REGISTRATION_ATTEMPTS):
-        status, data = await _post(service, "/i/register/start", {"token": token})
+        status, data = await service.post_json("/i/register/start", {"token": token})
         assert status == 200, (attempt, data)
         minted.append(data["registration_token"])
 
         assert await _still_valid(synapse, minted) == [minted[-1]], attempt
 
-    status, _ = await _post(
-        service, "/i/register/abandon", {"token": token, "registration_token": minted[-1]}
+    status, _ = await service.post_json(
+        "/i/register/abandon", {"token": token, "registration_token": minted[-1]}
     )
     assert status == 200
     assert await _still_valid(synapse, minted) == []

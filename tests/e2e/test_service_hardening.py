@@ -9,7 +9,6 @@ request headers is disconnected after http.client_timeout_seconds.
 from __future__ import annotations
 
 import asyncio
-import json
 import stat
 from pathlib import Path
 
@@ -38,7 +37,7 @@ async def test_files_are_private_and_stalled_clients_are_dropped(
 ) -> None:
     service = await ServiceProcess.create(synapse, tmp_path)
     service.config["http"]["client_timeout_seconds"] = 1
-    (tmp_path / "config.yaml").write_text(json.dumps(service.config))
+    service.write_config()
     # What an older version left behind: a folder and a lock file anyone could read.
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o755)

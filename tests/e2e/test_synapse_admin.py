@@ -5,29 +5,11 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime, timedelta
 
-import aiohttp
 import pytest
 
 from bridge.errors import HomeserverUnavailable
 from bridge.matrix.admin import AdminNotConfigured, SynapseAdmin
-
-
-async def _register_with_token(synapse, token: str, localpart: str, password: str) -> int:
-    """The two user-interactive steps of POST /register: the token, then m.login.dummy."""
-    url = f"{synapse.url}/_matrix/client/v3/register"
-    body = {"username": localpart, "password": password, "inhibit_login": True}
-    async with aiohttp.ClientSession() as http:
-        async with http.post(url, json=body) as resp:
-            session = (await resp.json())["session"]
-        for auth in (
-            {"type": "m.login.registration_token", "token": token, "session": session},
-            {"type": "m.login.dummy", "session": session},
-        ):
-            async with http.post(url, json={**body, "auth": auth}) as resp:
-                status = resp.status
-                if status == 200:
-                    return status
-    return status
+from tests.support.registration import register_with_token
 
 
 async def test_a_minted_token_registers_exactly_one_account(synapse) -> None:
@@ -37,10 +19,10 @@ async def test_a_minted_token_registers_exactly_one_account(synapse) -> None:
     assert minted.completed == 0
 
     localpart = f"newcustomer-{secrets.token_hex(3)}"
-    assert (
-        await _register_with_token(synapse, minted.token, localpart, "Pw-" + secrets.token_hex(8))
-        == 200
+    status, _ = await register_with_token(
+        synapse, localpart, "Pw-" + secrets.token_hex(8), minted.token
     )
+    assert status == 200
     used = await admin.get_registration_token(minted.token)
     assert used is not None
     assert used.completed == 1
@@ -50,10 +32,10 @@ async def test_a_minted_token_registers_exactly_one_account(synapse) -> None:
 
     # The same token cannot make a second account.
     second = f"newcustomer-{secrets.token_hex(3)}"
-    assert (
-        await _register_with_token(synapse, minted.token, second, "Pw-" + secrets.token_hex(8))
-        != 200
+    status, _ = await register_with_token(
+        synapse, second, "Pw-" + secrets.token_hex(8), minted.token
     )
+    assert status != 200
     assert await admin.user_created_at(f"@{second}:localhost") is None
     await admin.close()
 
@@ -65,10 +47,10 @@ async def test_a_revoked_token_is_gone(synapse) -> None:
     await admin.delete_registration_token(minted.token)  # again: already gone is fine
     assert await admin.get_registration_token(minted.token) is None
     localpart = f"late-{secrets.token_hex(3)}"
-    assert (
-        await _register_with_token(synapse, minted.token, localpart, "Pw-" + secrets.token_hex(8))
-        != 200
+    status, _ = await register_with_token(
+        synapse, localpart, "Pw-" + secrets.token_hex(8), minted.token
     )
+    assert status != 200
     await admin.close()
 
 

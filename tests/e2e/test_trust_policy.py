@@ -4,41 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-import store.audit
 from tests.e2e.conftest import SealroomFactory
-from tests.support.cross_signing import cross_sign
+from tests.support.cross_signing import cross_sign, sign_device_of
 from tests.support.fixtures import MatrixUserFactory
-
-
-def _from_bot(bot_id: str, needle: str):
-    return lambda sender, body: sender == bot_id and needle in body
+from tests.support.matrix_users import MatrixUser, from_bot
+from tests.support.rows import audit_actions
 
 
 async def _room_with_customer(service, agent, customer) -> str:
     bot_id = service.config.bot.user_id
-    await service.open_ticket("T-TRUST")
-    room_id = await agent.wait_for_invite()
-    await agent.join(room_id)
-    import aiohttp
-
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            f"{service.url}/i/redeem",
-            json={"token": service.tokens[-1], "user_id": customer.user_id},
-        ) as resp,
-    ):
-        assert resp.status == 200
-    await customer.wait_for_invite(room_id)
-    await customer.join(room_id)
-    await customer.wait_for_message(room_id, _from_bot(bot_id, "only to share credentials"))
+    _, room_id = await service.open_room("T-TRUST", agent, customer)
+    await customer.wait_for_message(room_id, from_bot(bot_id, "only to share credentials"))
     return room_id
 
 
 async def _second_device(customer, tmp_path, synapse, *, cross_signed: bool):
-    from tests.support.cross_signing import sign_device_of
-    from tests.support.matrix_users import MatrixUser
-
     localpart = customer.user_id[1:].split(":", 1)[0]
     second = await MatrixUser.create(
         synapse.url, synapse, localpart, tmp_path / "second", password=customer.password
@@ -48,18 +28,6 @@ async def _second_device(customer, tmp_path, synapse, *, cross_signed: bool):
     if cross_signed:
         await sign_device_of(second, customer.cross_signing, second.device_id)
     return second
-
-
-async def _audit_actions(service, session_id: str | None = None) -> list[str]:
-    async with service.app.database.transaction() as db:
-        if session_id is None:
-            from sqlalchemy import select
-
-            from store.models import AuditEvent
-
-            rows = (await db.execute(select(AuditEvent))).scalars()
-            return [row.action for row in rows]
-        return [row.action for row in await store.audit.for_session(db, session_id)]
 
 
 @pytest.mark.parametrize("mode", ["strict", "tofu"])
@@ -75,22 +43,22 @@ async def test_unsigned_new_device_of_a_member(
     try:
         await second.wait_for_room(room_id)
         await agent.send_text(room_id, "!help")
-        await customer.wait_for_message(room_id, _from_bot(bot_id, "Commands: !close"))
+        await customer.wait_for_message(room_id, from_bot(bot_id, "Commands: !close"))
         if mode == "tofu":
-            await second.wait_for_message(room_id, _from_bot(bot_id, "Commands: !close"))
-            assert "device.excluded" not in await _audit_actions(service)
+            await second.wait_for_message(room_id, from_bot(bot_id, "Commands: !close"))
+            assert "device.excluded" not in await audit_actions(service.app.database)
             return
         warning = await customer.wait_for_message(
-            room_id, _from_bot(bot_id, f"the device {second.device_id} of {customer.user_id}")
+            room_id, from_bot(bot_id, f"the device {second.device_id} of {customer.user_id}")
         )
         assert "gets no keys" in warning[1]
-        await agent.wait_for_message(room_id, _from_bot(bot_id, second.device_id))
+        await agent.wait_for_message(room_id, from_bot(bot_id, second.device_id))
         # The unverified device got nothing it could decrypt after it appeared.
         await second.wait_until(
             lambda: second.undecryptable(room_id) or None, what="the withheld notice"
         )
         assert not [m for m in second.messages(room_id) if "Commands: !close" in m[1]]
-        assert "device.excluded" in await _audit_actions(service)
+        assert "device.excluded" in await audit_actions(service.app.database)
     finally:
         await second.stop()
 
@@ -109,20 +77,20 @@ async def test_changed_identity_of_a_member(
     customer.cross_signing = await cross_sign(customer)
     await agent.send_text(room_id, "!help")
     if mode == "tofu":
-        await customer.wait_for_message(room_id, _from_bot(bot_id, "Commands: !close"))
-        assert "identity.changed" not in await _audit_actions(service)
+        await customer.wait_for_message(room_id, from_bot(bot_id, "Commands: !close"))
+        assert "identity.changed" not in await audit_actions(service.app.database)
         return
     warning = await agent.wait_for_message(
-        room_id, _from_bot(bot_id, f"identity of {customer.user_id} changed")
+        room_id, from_bot(bot_id, f"identity of {customer.user_id} changed")
     )
     assert f"!trust {customer.user_id}" in warning[1]
-    assert "identity.changed" in await _audit_actions(service)
+    assert "identity.changed" in await audit_actions(service.app.database)
     assert not [m for m in customer.messages(room_id) if "Commands: !close" in m[1]]
 
     # The agent checked with the customer and accepts the new identity.
     await agent.send_text(room_id, f"!trust {customer.user_id}")
-    await customer.wait_for_message(room_id, _from_bot(bot_id, "new identity of"), timeout=30)
-    assert "identity.accepted" in await _audit_actions(service)
+    await customer.wait_for_message(room_id, from_bot(bot_id, "new identity of"), timeout=30)
+    assert "identity.accepted" in await audit_actions(service.app.database)
 
 
 async def test_a_command_from_the_agents_unverified_device_is_refused_in_strict_mode(
@@ -140,14 +108,14 @@ async def test_a_command_from_the_agents_unverified_device_is_refused_in_strict_
         await second.send_text(opened_room, "!close")
         refusal = await agent.wait_for_message(
             opened_room,
-            _from_bot(bot_id, "not verified (cross-signed), so it was not carried out"),
+            from_bot(bot_id, "not verified (cross-signed), so it was not carried out"),
         )
         assert refusal
-        assert "command.refused" in await _audit_actions(service)
-        assert "session.closing" not in await _audit_actions(service)
+        assert "command.refused" in await audit_actions(service.app.database)
+        assert "session.closing" not in await audit_actions(service.app.database)
 
         # The same command from the agent's verified device is obeyed.
         await agent.send_text(opened_room, "!close")
-        await customer.wait_for_message(opened_room, _from_bot(bot_id, "being closed"))
+        await customer.wait_for_message(opened_room, from_bot(bot_id, "being closed"))
     finally:
         await second.stop()

@@ -56,6 +56,11 @@ def _keep_token_on_share_error(client: AsyncClient) -> None:
     client.receive_response = receive_response
 
 
+def from_bot(bot_id: str, *needles: str) -> Callable[[str, str], bool]:
+    """A `wait_for_message` predicate: sent by `bot_id`, holding every needle in its body."""
+    return lambda sender, body: sender == bot_id and all(needle in body for needle in needles)
+
+
 class MatrixUser:
     """One account, one device, one nio client with a persistent crypto store."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import secrets
@@ -16,7 +15,8 @@ from typing import Any
 import aiohttp
 
 from bridge.devtools.localsynapse import LocalSynapse, free_port
-from bridge.helpdesk.signatures import signed_headers
+from tests.support.http_json import post_json, post_webhook
+from tests.support.service_config import fresh_agents, service_config, webhook_secret
 
 
 class ServiceProcess:
@@ -49,24 +49,30 @@ class ServiceProcess:
     ) -> ServiceProcess:
         password = secrets.token_urlsafe(16)
         bot_id = await synapse.register_user(f"sealroom-proc-{secrets.token_hex(4)}", password)
-        # sealroom refuses tickets for unmapped agents: the tests' agent gets an account.
-        agent_id = await synapse.register_user(
-            f"agent-proc-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
-        )
+        if agents is None:
+            agents = await fresh_agents(synapse, f"agent-proc-{secrets.token_hex(4)}")
         port = free_port()
-        secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+        secret = webhook_secret()
+        # As an operator would: the password in a file, paths relative to the config file.
         (folder / "bot_password").write_text(password)
-        config = {
-            "homeserver": {"url": homeserver_url or synapse.url, "server_name": "localhost"},
-            "bot": {"user_id": bot_id, "password_file": "bot_password", "data_dir": "data"},
-            "http": {"port": port, "public_base_url": f"http://127.0.0.1:{port}"},
-            "integrations": {"test": {"kind": "standard-webhooks", "secret": secret}},
-            "agents": agents if agents is not None else {"agent@example.com": agent_id},
-            "jobs": {"retry_initial_seconds": 0.2, "retry_max_seconds": 2.0},
-            "logging": {"format": "json", "level": "INFO"},
-        }
-        (folder / "config.yaml").write_text(json.dumps(config))
-        return cls(folder, config, secret, port)
+        config = service_config(
+            homeserver_url or synapse.url,
+            "data",
+            bot_id=bot_id,
+            bot_password_file="bot_password",
+            port=port,
+            secret=secret,
+            agents=agents,
+            jobs={"retry_initial_seconds": 0.2, "retry_max_seconds": 2.0},
+            log_level="INFO",
+        )
+        service = cls(folder, config, secret, port)
+        service.write_config()
+        return service
+
+    def write_config(self) -> None:
+        """(Re)write config.yaml from `self.config` (JSON is YAML); the next start reads it."""
+        (self.folder / "config.yaml").write_text(json.dumps(self.config))
 
     def log_path(self, run: int) -> Path:
         return self.folder / f"run-{run}.log"
@@ -154,10 +160,8 @@ class ServiceProcess:
         return out
 
     async def webhook(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        body = json.dumps(payload).encode()
-        headers = signed_headers(self.secret, body)
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(f"{self.url}/hooks/test", data=body, headers=headers) as resp,
-        ):
-            return resp.status, await resp.json()
+        return await post_webhook(self.url, self.secret, payload)
+
+    async def post_json(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """POST to the service as a browser's script does: (status, the JSON answer)."""
+        return await post_json(self.url, path, body)
