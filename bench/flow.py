@@ -47,6 +47,7 @@ from bridge import logs  # noqa: E402
 from bridge.app import App  # noqa: E402
 from bridge.config import parse  # noqa: E402
 from bridge.devtools.localsynapse import LocalSynapse, free_port  # noqa: E402
+from tests.support.cross_signing import cross_sign  # noqa: E402
 from tests.support.http_json import post_json, post_webhook  # noqa: E402
 from tests.support.matrix_users import MatrixUser, from_bot  # noqa: E402
 from tests.support.service_config import fresh_agents, service_config, webhook_secret  # noqa: E402
@@ -87,6 +88,13 @@ class Bench:
         )
         self.customers.append(user)
         await user.start()
+        # Like Element at first login (and the tests' users): the device is verified by its
+        # owner, which sealroom's default strict trust policy requires before sharing a key.
+        await user.wait_until(
+            lambda: user.client.olm is not None and user.client.olm.account.shared,
+            what="device keys uploaded",
+        )
+        user.cross_signing = await cross_sign(user)
         return user
 
     async def _start_sealroom(self) -> None:
