@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,13 @@ from bridge.deliveries import DeliveryService
 from bridge.helpdesk.signatures import StandardWebhooksVerifier, signed_headers
 from bridge.invites import InviteService
 from bridge.registration import RegistrationService
-from bridge.sessions import SessionService, Settings
+from bridge.sessions import SessionService
 from bridge.web.app import make_app
 from bridge.web.keys import Readiness, Services, WebSettings
 from bridge.web.server import make_runner
 from store.limits import AGENT_REF_MAX, SUBJECT_MAX, TICKET_REF_MAX
 from tests.support.databases import BACKENDS, migrated_database
+from tests.support.domain import AGENT, AGENT_ID, make_settings
 from tests.support.fakes import Clock
 from tests.support.logs import captured
 
@@ -190,19 +191,12 @@ async def pair(tmp_path: Path, captured_log: io.StringIO) -> AsyncIterator[Pair]
             tokens = FakeRegistrationTokens()
             sessions = SessionService(
                 database,
-                Settings(
+                make_settings(
                     server_name=SERVER_NAME,
-                    invite_lifetime=timedelta(hours=24),
-                    session_lifetime=timedelta(hours=72),
-                    name_template="Ticket {ticket_ref}: secure credentials",
                     topic_template="Secure room for ticket {ticket_ref} ({subject})",
                     room_version=None,
                     # An agent name at the length limit is mapped too: it must be storable.
-                    agents={
-                        "alice@example.com": "@alice:example.org",
-                        "a" * AGENT_REF_MAX: "@longest:example.org",
-                    },
-                    registration_enabled=True,
+                    agents={AGENT: AGENT_ID, "a" * AGENT_REF_MAX: "@longest:example.org"},
                 ),
                 clock=Clock(),
             )

@@ -31,10 +31,11 @@ from bridge.errors import InviteGone
 from bridge.helpdesk.signatures import StandardWebhooksVerifier, sign
 from bridge.invites import InviteService, hash_token
 from bridge.registration import RegistrationService
-from bridge.sessions import SessionService, Settings
+from bridge.sessions import SessionService
 from bridge.web.app import make_app
 from bridge.web.keys import Readiness, Services, WebSettings
 from store import Database, Invite, Job, SecureSession, WebhookDelivery
+from tests.support.domain import AGENT, AGENT_ID, make_settings
 from tests.support.fakes import Clock, RecordingRooms
 from tests.support.logs import captured
 
@@ -144,14 +145,11 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[MakeHarness]:
         rooms = RecordingRooms()
         sessions = SessionService(
             database,
-            Settings(
-                server_name="example.org",
-                invite_lifetime=timedelta(hours=24),
-                session_lifetime=timedelta(hours=72),
-                name_template="Ticket {ticket_ref}: secure credentials",
+            make_settings(
                 topic_template="Secure room for ticket {ticket_ref} ({subject})",
                 room_version=None,
-                agents={"alice@example.com": "@alice:example.org"},
+                agents={AGENT: AGENT_ID},
+                registration_enabled=False,
             ),
             clock=clock,
         )
