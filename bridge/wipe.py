@@ -1,0 +1,283 @@
+"""The wipe when a session closes: what "wiped when the ticket is done" means, step by step.
+
+In order, inside the one `close_room` job of the session (deduplicated, so never two at once):
+1. a closing notice (`room.wipe_started`);
+2. every event of the room redacted by the bot, whoever sent it: the whole history, paged
+   backwards from the live end; state events the room needs are kept (`room.redacted`);
+3. every member removed, invited ones too; messages sent meanwhile are redacted, then the
+   closing notice, and the bot leaves (`room.members_removed`);
+4. the room purged from the homeserver's database when an admin token is configured
+   (`room.purged`), else the audit trail says the redacted shells stay (`room.purge_skipped`);
+5. the files uploaded to the room deleted (`media.deleted`; `media.delete_skipped` without
+   an admin token).
+
+Progress is a checkpoint (`JobContext.save_checkpoint`) saved after every redaction, so a re-run
+after a crash or an outage resumes where the last one stopped. The media of a page are saved
+before its events are redacted (a redacted event no longer names its file). "Already done" is
+success at every step. A rate-limited call waits what the homeserver asks (bounded), then the
+job's own backoff takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from functools import partial
+from typing import Any, TypeVar
+
+import structlog
+
+import store.audit
+from bridge import notices
+from bridge.errors import MatrixRequestFailed
+from bridge.ids import RoomID
+from bridge.jobs import JobContext
+from bridge.ports import MatrixRooms, RoomEvent, RoomPurger
+from store import Database
+
+log = structlog.stdlib.get_logger(__name__)
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+
+REMOVED = "The secure session is closed."
+REDACTED = "Wiped: the secure session is closed."
+# State events whose content the room does not need: they may name the ticket's subject.
+REDACTABLE_STATE = frozenset({"m.room.name", "m.room.topic", "m.room.avatar"})
+# A rate-limited call waits what the homeserver asks, this many times and this long at most;
+# after that the job fails this attempt and the runner's backoff takes over (resuming here).
+RATE_LIMIT_WAITS = 8
+RATE_LIMIT_MAX_SECONDS = 60.0
+RATE_LIMIT_DEFAULT_SECONDS = 1.0
+
+PURGE_SKIPPED = (
+    "homeserver.admin_token is not configured: the homeserver keeps the redacted events "
+    "(without their content) and the uploaded files"
+)
+
+
+def wipeable(event: RoomEvent) -> bool:
+    """Whether the wipe redacts this event: messages, files, reactions, stickers and any
+    other non-state event, and the state events that carry words rather than room rules."""
+    if event.redacted or event.type == "m.room.redaction":
+        return False
+    return event.state_key is None or event.type in REDACTABLE_STATE
+
+
+class RoomWipe:
+    """Runs the wipe of one room from a job's checkpoint (`run`), step after step."""
+
+    def __init__(
+        self,
+        rooms: MatrixRooms,
+        purger: RoomPurger | None,
+        database: Database,
+        clock: Callable[[], datetime],
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.rooms = rooms
+        self.purger = purger
+        self.database = database
+        self.clock = clock
+        self.sleep = sleep
+
+    async def run(self, job: JobContext, session_id: str, room_id: RoomID) -> None:
+        checkpoint: dict[str, Any] = dict(job.checkpoint)
+        steps = {
+            None: self._start,
+            "redact": self._redact_history,
+            "remove": self._remove_members,
+            "late": self._redact_late,
+            "leave": self._leave,
+            "purge": self._purge,
+            "media": self._delete_media,
+        }
+        while checkpoint.get("step") != "done":
+            step = steps[checkpoint.get("step")]
+            await step(job, checkpoint, session_id, room_id)
+
+    async def _audit(self, session_id: str, action: str, **detail: Any) -> None:
+        async with self.database.transaction() as db:
+            store.audit.record(db, self.clock(), action, session_id=session_id, **detail)
+        log.info(action, session_id=session_id, **detail)
+
+    async def _patiently(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()`, waiting out rate limits as the homeserver asks (bounded)."""
+        for waits in range(RATE_LIMIT_WAITS + 1):
+            try:
+                return await call()
+            except MatrixRequestFailed as err:
+                if err.matrix_errcode != "M_LIMIT_EXCEEDED" or waits == RATE_LIMIT_WAITS:
+                    raise
+                asked = err.retry_after_ms
+                delay = RATE_LIMIT_DEFAULT_SECONDS if asked is None else asked / 1000
+                delay = min(max(delay, 0.0), RATE_LIMIT_MAX_SECONDS)
+                log.info("room.rate_limited", what=what, delay=delay, waits=waits + 1)
+                await self.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- the steps ----------------------------------------------------------------------------
+
+    async def _start(
+        self, job: JobContext, checkpoint: dict[str, Any], session_id: str, room_id: RoomID
+    ) -> None:
+        notice: str | None = None
+        try:
+            notice = await self.rooms.send_notice(
+                room_id, notices.closing(str(job.params.get("reason")))
+            )
+        except MatrixRequestFailed as err:
+            log.warning("notice.failed", session_id=session_id, errcode=err.matrix_errcode)
+        await self._audit(session_id, "room.wipe_started", room_id=room_id)
+        checkpoint.update(
+            step="redact",
+            notice=notice,
+            from_token=None,
+            head=None,
+            redacted=0,
+            late=0,
+            undecryptable=0,
+            media=[],
+        )
+        await job.save_checkpoint(checkpoint)
+
+    async def _page(
+        self,
+        job: JobContext,
+        checkpoint: dict[str, Any],
+        room_id: RoomID,
+        from_token: str | None,
+        counter: str,
+        *,
+        forward: bool = False,
+    ) -> str | None:
+        """Redact one page; returns where the next page starts (None: no more)."""
+        page = await self._patiently(
+            "reading the history",
+            lambda: self.rooms.history(room_id, from_token, forward=forward),
+        )
+        if checkpoint.get("head") is None:
+            checkpoint["head"] = page.start  # the live end when the wipe began
+        media: list[str] = checkpoint["media"]
+        for event in page.events:
+            media.extend(mxc for mxc in event.media if mxc not in media)
+            if event.undecryptable and not event.redacted:
+                checkpoint["undecryptable"] += 1
+        # The files are known before the events naming them lose their content.
+        await job.save_checkpoint(checkpoint)
+        for event in page.events:
+            if not wipeable(event) or event.event_id == checkpoint.get("notice"):
+                continue
+            await self._patiently(
+                "redacting", partial(self.rooms.redact, room_id, event.event_id, REDACTED)
+            )
+            checkpoint[counter] += 1
+            await job.save_checkpoint(checkpoint)
+        if forward and not page.events:
+            return None
+        return page.next_token
+
+    async def _redact_history(
+        self, job: JobContext, checkpoint: dict[str, Any], session_id: str, room_id: RoomID
+    ) -> None:
+        """One page, backwards from where the last one ended; re-reading a page is harmless
+        (what was redacted shows as redacted)."""
+        next_token = await self._page(
+            job, checkpoint, room_id, checkpoint.get("from_token"), "redacted"
+        )
+        if next_token is not None:
+            checkpoint["from_token"] = next_token
+            await job.save_checkpoint(checkpoint)
+            return
+        await self._audit(
+            session_id,
+            "room.redacted",
+            count=checkpoint["redacted"],
+            media=len(checkpoint["media"]),
+            undecryptable=checkpoint["undecryptable"],
+        )
+        checkpoint.update(step="remove", from_token=checkpoint["head"])
+        await job.save_checkpoint(checkpoint)
+
+    async def _remove_members(
+        self, job: JobContext, checkpoint: dict[str, Any], session_id: str, room_id: RoomID
+    ) -> None:
+        removed = 0
+        members = await self._patiently("listing members", lambda: self.rooms.members(room_id))
+        for member in members:
+            if member != self.rooms.bot_user_id:
+                await self._patiently(
+                    "removing a member", partial(self.rooms.kick, room_id, member, REMOVED)
+                )
+                removed += 1
+        await self._audit(session_id, "room.members_removed", count=removed)
+        checkpoint["step"] = "late"
+        await job.save_checkpoint(checkpoint)
+
+    async def _redact_late(
+        self, job: JobContext, checkpoint: dict[str, Any], session_id: str, room_id: RoomID
+    ) -> None:
+        """What members sent while the history was being redacted, then the closing notice."""
+        next_token = await self._page(
+            job, checkpoint, room_id, checkpoint.get("from_token"), "late", forward=True
+        )
+        if next_token is not None:
+            checkpoint["from_token"] = next_token
+            await job.save_checkpoint(checkpoint)
+            return
+        notice = checkpoint.get("notice")
+        if notice:
+            await self._patiently(
+                "redacting the notice", lambda: self.rooms.redact(room_id, notice, REDACTED)
+            )
+        if checkpoint["late"]:
+            await self._audit(session_id, "room.redacted", count=checkpoint["late"], late=True)
+        checkpoint["step"] = "leave"
+        await job.save_checkpoint(checkpoint)
+
+    async def _leave(
+        self, job: JobContext, checkpoint: dict[str, Any], session_id: str, room_id: RoomID
+    ) -> None:
+        await self._patiently("leaving", lambda: self.rooms.leave(room_id))
+        checkpoint["step"] = "purge"
+        await job.save_checkpoint(checkpoint)
+
+    async def _purge(
+        self, job: JobContext, checkpoint: dict[str, Any], session_id: str, room_id: RoomID
+    ) -> None:
+        if self.purger is None:
+            await self._audit(session_id, "room.purge_skipped", reason=PURGE_SKIPPED)
+        else:
+            await self.purger.purge(room_id)
+            await self._audit(session_id, "room.purged", room_id=room_id)
+        checkpoint.update(step="media", media_deleted=0, media_foreign=0)
+        await job.save_checkpoint(checkpoint)
+
+    async def _delete_media(
+        self, job: JobContext, checkpoint: dict[str, Any], session_id: str, room_id: RoomID
+    ) -> None:
+        media: list[str] = checkpoint["media"]
+        if self.purger is None:
+            if media:
+                await self._audit(
+                    session_id, "media.delete_skipped", count=len(media), reason=PURGE_SKIPPED
+                )
+        else:
+            purger = self.purger
+            while media:
+                if await self._patiently("deleting a file", lambda: purger.delete_media(media[0])):
+                    checkpoint["media_deleted"] += 1
+                else:
+                    checkpoint["media_foreign"] += 1
+                media.pop(0)
+                await job.save_checkpoint(checkpoint)
+            await self._audit(
+                session_id,
+                "media.deleted",
+                count=checkpoint["media_deleted"],
+                other_servers=checkpoint["media_foreign"],
+                undecryptable=checkpoint["undecryptable"],
+            )
+        checkpoint["step"] = "done"
+        await job.save_checkpoint(checkpoint)
