@@ -3,9 +3,10 @@
 In order, inside the one `close_room` job of the session (deduplicated, so never two at once):
 1. a closing notice (`room.wipe_started`);
 2. every event of the room redacted by the bot, whoever sent it: the whole history, paged
-   backwards from the live end; state events the room needs are kept (`room.redacted`);
-3. every member removed, invited ones too; messages sent meanwhile are redacted, then the
-   closing notice, and the bot leaves (`room.members_removed`);
+   backwards from where it ended when the wipe began; state events the room needs are kept
+   (`room.redacted`);
+3. every member removed, invited ones too; then the closing notice (left readable until then)
+   and messages sent meanwhile are redacted, and the bot leaves (`room.members_removed`);
 4. the room purged from the homeserver's database when an admin token is configured
    (`room.purged`), else the audit trail says the redacted shells stay (`room.purge_skipped`);
 5. the files uploaded to the room deleted (`media.deleted`; `media.delete_skipped` without
@@ -97,9 +98,19 @@ class RoomWipe:
             step = steps[checkpoint.get("step")]
             await step(job, checkpoint, session_id, room_id)
 
-    async def _audit(self, session_id: str, action: str, **detail: Any) -> None:
+    async def _step_done(
+        self,
+        job: JobContext,
+        checkpoint: dict[str, Any],
+        session_id: str,
+        action: str,
+        **detail: Any,
+    ) -> None:
+        """Save the checkpoint and audit the step in one transaction: both or neither."""
+        now = self.clock()
         async with self.database.transaction() as db:
-            store.audit.record(db, self.clock(), action, session_id=session_id, **detail)
+            store.audit.record(db, now, action, session_id=session_id, **detail)
+            await job.save_checkpoint_in(db, checkpoint, now)
         log.info(action, session_id=session_id, **detail)
 
     async def _patiently(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -122,25 +133,25 @@ class RoomWipe:
     async def _start(
         self, job: JobContext, checkpoint: dict[str, Any], session_id: str, room_id: RoomID
     ) -> None:
-        notice: str | None = None
+        # Where the timeline ends now: the history is redacted backwards from here, and what
+        # comes after (the closing notice, anything sent meanwhile) once everyone is removed.
+        head = (
+            await self._patiently("reading the history", lambda: self.rooms.history(room_id, None))
+        ).start
         try:
-            notice = await self.rooms.send_notice(
-                room_id, notices.closing(str(job.params.get("reason")))
-            )
+            await self.rooms.send_notice(room_id, notices.closing(str(job.params.get("reason"))))
         except MatrixRequestFailed as err:
             log.warning("notice.failed", session_id=session_id, errcode=err.matrix_errcode)
-        await self._audit(session_id, "room.wipe_started", room_id=room_id)
         checkpoint.update(
             step="redact",
-            notice=notice,
-            from_token=None,
-            head=None,
+            from_token=head,
+            head=head,
             redacted=0,
             late=0,
             undecryptable=0,
             media=[],
         )
-        await job.save_checkpoint(checkpoint)
+        await self._step_done(job, checkpoint, session_id, "room.wipe_started", room_id=room_id)
 
     async def _page(
         self,
@@ -157,8 +168,6 @@ class RoomWipe:
             "reading the history",
             lambda: self.rooms.history(room_id, from_token, forward=forward),
         )
-        if checkpoint.get("head") is None:
-            checkpoint["head"] = page.start  # the live end when the wipe began
         media: list[str] = checkpoint["media"]
         for event in page.events:
             media.extend(mxc for mxc in event.media if mxc not in media)
@@ -167,7 +176,7 @@ class RoomWipe:
         # The files are known before the events naming them lose their content.
         await job.save_checkpoint(checkpoint)
         for event in page.events:
-            if not wipeable(event) or event.event_id == checkpoint.get("notice"):
+            if not wipeable(event):
                 continue
             await self._patiently(
                 "redacting", partial(self.rooms.redact, room_id, event.event_id, REDACTED)
@@ -190,15 +199,16 @@ class RoomWipe:
             checkpoint["from_token"] = next_token
             await job.save_checkpoint(checkpoint)
             return
-        await self._audit(
+        checkpoint.update(step="remove", from_token=checkpoint["head"])
+        await self._step_done(
+            job,
+            checkpoint,
             session_id,
             "room.redacted",
             count=checkpoint["redacted"],
             media=len(checkpoint["media"]),
             undecryptable=checkpoint["undecryptable"],
         )
-        checkpoint.update(step="remove", from_token=checkpoint["head"])
-        await job.save_checkpoint(checkpoint)
 
     async def _remove_members(
         self, job: JobContext, checkpoint: dict[str, Any], session_id: str, room_id: RoomID
@@ -211,14 +221,13 @@ class RoomWipe:
                     "removing a member", partial(self.rooms.kick, room_id, member, REMOVED)
                 )
                 removed += 1
-        await self._audit(session_id, "room.members_removed", count=removed)
         checkpoint["step"] = "late"
-        await job.save_checkpoint(checkpoint)
+        await self._step_done(job, checkpoint, session_id, "room.members_removed", count=removed)
 
     async def _redact_late(
         self, job: JobContext, checkpoint: dict[str, Any], session_id: str, room_id: RoomID
     ) -> None:
-        """What members sent while the history was being redacted, then the closing notice."""
+        """The closing notice, and what members sent while the history was being redacted."""
         next_token = await self._page(
             job, checkpoint, room_id, checkpoint.get("from_token"), "late", forward=True
         )
@@ -226,15 +235,13 @@ class RoomWipe:
             checkpoint["from_token"] = next_token
             await job.save_checkpoint(checkpoint)
             return
-        notice = checkpoint.get("notice")
-        if notice:
-            await self._patiently(
-                "redacting the notice", lambda: self.rooms.redact(room_id, notice, REDACTED)
-            )
-        if checkpoint["late"]:
-            await self._audit(session_id, "room.redacted", count=checkpoint["late"], late=True)
         checkpoint["step"] = "leave"
-        await job.save_checkpoint(checkpoint)
+        if checkpoint["late"]:
+            await self._step_done(
+                job, checkpoint, session_id, "room.redacted", count=checkpoint["late"], late=True
+            )
+        else:
+            await job.save_checkpoint(checkpoint)
 
     async def _leave(
         self, job: JobContext, checkpoint: dict[str, Any], session_id: str, room_id: RoomID
@@ -246,38 +253,48 @@ class RoomWipe:
     async def _purge(
         self, job: JobContext, checkpoint: dict[str, Any], session_id: str, room_id: RoomID
     ) -> None:
+        checkpoint.update(step="media", media_deleted=0, media_foreign=0)
         if self.purger is None:
-            await self._audit(session_id, "room.purge_skipped", reason=PURGE_SKIPPED)
+            await self._step_done(
+                job, checkpoint, session_id, "room.purge_skipped", reason=PURGE_SKIPPED
+            )
         else:
             await self.purger.purge(room_id)
-            await self._audit(session_id, "room.purged", room_id=room_id)
-        checkpoint.update(step="media", media_deleted=0, media_foreign=0)
-        await job.save_checkpoint(checkpoint)
+            await self._step_done(job, checkpoint, session_id, "room.purged", room_id=room_id)
 
     async def _delete_media(
         self, job: JobContext, checkpoint: dict[str, Any], session_id: str, room_id: RoomID
     ) -> None:
         media: list[str] = checkpoint["media"]
         if self.purger is None:
-            if media:
-                await self._audit(
-                    session_id, "media.delete_skipped", count=len(media), reason=PURGE_SKIPPED
-                )
-        else:
-            purger = self.purger
-            while media:
-                if await self._patiently("deleting a file", lambda: purger.delete_media(media[0])):
-                    checkpoint["media_deleted"] += 1
-                else:
-                    checkpoint["media_foreign"] += 1
-                media.pop(0)
+            checkpoint["step"] = "done"
+            if not media:
                 await job.save_checkpoint(checkpoint)
-            await self._audit(
+                return
+            await self._step_done(
+                job,
+                checkpoint,
                 session_id,
-                "media.deleted",
-                count=checkpoint["media_deleted"],
-                other_servers=checkpoint["media_foreign"],
-                undecryptable=checkpoint["undecryptable"],
+                "media.delete_skipped",
+                count=len(media),
+                reason=PURGE_SKIPPED,
             )
+            return
+        purger = self.purger
+        while media:
+            if await self._patiently("deleting a file", lambda: purger.delete_media(media[0])):
+                checkpoint["media_deleted"] += 1
+            else:
+                checkpoint["media_foreign"] += 1
+            media.pop(0)
+            await job.save_checkpoint(checkpoint)
         checkpoint["step"] = "done"
-        await job.save_checkpoint(checkpoint)
+        await self._step_done(
+            job,
+            checkpoint,
+            session_id,
+            "media.deleted",
+            count=checkpoint["media_deleted"],
+            other_servers=checkpoint["media_foreign"],
+            undecryptable=checkpoint["undecryptable"],
+        )

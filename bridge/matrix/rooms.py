@@ -142,9 +142,9 @@ class MatrixRoomService:
                 return
             raise
 
-    async def send_notice(self, room_id: RoomID, text: str) -> str:
+    async def send_notice(self, room_id: RoomID, text: str) -> None:
         await self.bot.wait_until_synced(timeout=30)
-        return await self.e2ee.send_encrypted(room_id, {"msgtype": "m.notice", "body": text})
+        await self.e2ee.send_encrypted(room_id, {"msgtype": "m.notice", "body": text})
 
     async def members(self, room_id: RoomID) -> list[UserID]:
         """Joined and invited members: an open invitation must be withdrawn too."""

@@ -171,9 +171,9 @@ class RecordingRooms(_Recorder):
         if user_id not in members:
             members.append(user_id)
 
-    async def send_notice(self, room_id: RoomID, text: str) -> str:
+    async def send_notice(self, room_id: RoomID, text: str) -> None:
         self._record("send_notice", room_id, text)
-        return self.post(room_id, self.bot_user_id)
+        self.post(room_id, self.bot_user_id)
 
     async def members(self, room_id: RoomID) -> list[UserID]:
         self._record("members", room_id)
