@@ -351,3 +351,43 @@ async def test_sigkill_during_the_redactions_then_restart_completes_the_wipe(
         assert any(e.get("event") == "jobs.requeued" for e in service.events(2))
     finally:
         assert await service.stop() == 0
+
+
+async def test_the_purger_treats_gone_as_done(synapse) -> None:
+    """A re-run after a crash purges and deletes again: what is gone already is success."""
+    from bridge.matrix.admin import AdminRoomPurger, SynapseAdmin
+
+    token = await synapse.admin_token()
+    status, created = await _request(
+        f"{synapse.url}/_matrix/client/v3/createRoom", token, "POST", {"preset": "private_chat"}
+    )
+    assert status == 200, created
+    room_id = created["room_id"]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{synapse.url}/_matrix/media/v3/upload?filename=x.bin",
+            data=os.urandom(64),
+            headers={"Authorization": f"Bearer {token}"},
+        ) as response,
+    ):
+        mxc = str((await response.json())["content_uri"])
+    admin = SynapseAdmin(synapse.url, token)
+    purger = AdminRoomPurger(admin, synapse.server_name)
+    try:
+        await purger.purge(RoomID(room_id))
+        await purger.purge(RoomID(room_id))
+        assert await purger.delete_media(mxc) is True
+        assert await purger.delete_media(mxc) is True
+        assert await purger.delete_media("mxc://elsewhere.example/abc") is False
+    finally:
+        await admin.close()
+    status, _ = await _request(
+        f"{synapse.url}/_synapse/admin/v1/rooms/{quote(room_id, safe='')}", token
+    )
+    assert status == 404
+    server, media_id = mxc.removeprefix("mxc://").split("/", 1)
+    status, _ = await _request(
+        f"{synapse.url}/_matrix/client/v1/media/download/{server}/{media_id}", token
+    )
+    assert status == 404
