@@ -51,6 +51,8 @@ REDACTABLE_STATE = frozenset({"m.room.name", "m.room.topic", "m.room.avatar"})
 RATE_LIMIT_WAITS = 8
 RATE_LIMIT_MAX_SECONDS = 60.0
 RATE_LIMIT_DEFAULT_SECONDS = 1.0
+# The audit trail names this many of the events the bot could not decrypt (and counts all).
+UNKNOWN_LISTED = 50
 
 PURGE_SKIPPED = (
     "homeserver.admin_token is not configured: the homeserver keeps the redacted events "
@@ -64,6 +66,12 @@ def wipeable(event: RoomEvent) -> bool:
     if event.redacted or event.type == "m.room.redaction":
         return False
     return event.state_key is None or event.type in REDACTABLE_STATE
+
+
+def _unknown_files(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Which events the bot could not decrypt: any file they named is unknown, so not deleted."""
+    events: list[str] = checkpoint["undecryptable"]
+    return {"undecryptable": len(events), "undecryptable_events": events[:UNKNOWN_LISTED]}
 
 
 class RoomWipe:
@@ -148,7 +156,7 @@ class RoomWipe:
             head=head,
             redacted=0,
             late=0,
-            undecryptable=0,
+            undecryptable=[],
             media=[],
         )
         await self._step_done(job, checkpoint, session_id, "room.wipe_started", room_id=room_id)
@@ -171,8 +179,9 @@ class RoomWipe:
         media: list[str] = checkpoint["media"]
         for event in page.events:
             media.extend(mxc for mxc in event.media if mxc not in media)
-            if event.undecryptable and not event.redacted:
-                checkpoint["undecryptable"] += 1
+            undecryptable: list[str] = checkpoint["undecryptable"]
+            if event.undecryptable and event.event_id not in undecryptable:
+                undecryptable.append(event.event_id)
         # The files are known before the events naming them lose their content.
         await job.save_checkpoint(checkpoint)
         for event in page.events:
@@ -207,7 +216,7 @@ class RoomWipe:
             "room.redacted",
             count=checkpoint["redacted"],
             media=len(checkpoint["media"]),
-            undecryptable=checkpoint["undecryptable"],
+            undecryptable=len(checkpoint["undecryptable"]),
         )
 
     async def _remove_members(
@@ -278,6 +287,7 @@ class RoomWipe:
                 "media.delete_skipped",
                 count=len(media),
                 reason=PURGE_SKIPPED,
+                **_unknown_files(checkpoint),
             )
             return
         purger = self.purger
@@ -296,5 +306,5 @@ class RoomWipe:
             "media.deleted",
             count=checkpoint["media_deleted"],
             other_servers=checkpoint["media_foreign"],
-            undecryptable=checkpoint["undecryptable"],
+            **_unknown_files(checkpoint),
         )
