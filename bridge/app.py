@@ -18,7 +18,7 @@ from bridge.errors import SealroomError
 from bridge.helpdesk.signatures import StandardWebhooksVerifier
 from bridge.invites import InviteService
 from bridge.jobs import JobRunner
-from bridge.matrix.admin import AdminRegistrationTokens, SynapseAdmin
+from bridge.matrix.admin import AdminRegistrationTokens, AdminRoomPurger, SynapseAdmin
 from bridge.matrix.bot_identity import BotIdentity
 from bridge.matrix.client import BotClient, BotSettings
 from bridge.matrix.e2ee import EncryptionManager, TrustHooks
@@ -107,7 +107,13 @@ class App:
         registration = RegistrationService(
             self.database, self.sessions, self.invites, AdminRegistrationTokens(self.admin)
         )
-        RoomJobs(self.sessions, self.invites, self.rooms).register(self.jobs)
+        # Without an admin token closed rooms are redacted but not purged (check-config says so).
+        purger = (
+            AdminRoomPurger(self.admin, config.homeserver.server_name)
+            if config.homeserver.admin_token_value()
+            else None
+        )
+        RoomJobs(self.sessions, self.invites, self.rooms, purger).register(self.jobs)
         room_events = RoomEvents(RoomEventService(self.sessions, config.bot.user_id))
         room_events.attach(self.bot)
         self.e2ee.trust = TrustHooks(

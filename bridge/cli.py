@@ -104,6 +104,18 @@ def config_secrets(config: Config) -> list[str | None]:
     ]
 
 
+def config_warnings(config: Config) -> list[str]:
+    """What a valid configuration still leaves undone (one line each, not errors)."""
+    warnings = []
+    if config.homeserver.admin_token_value() is None:
+        warnings.append(
+            "homeserver.admin_token is not set: closed rooms are redacted, but the homeserver "
+            "keeps the redacted events and the uploaded files (only an admin token lets "
+            "sealroom purge them)"
+        )
+    return warnings
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command != "check-config":
@@ -121,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             _print_problems(args.config, [problem])
             return EXIT_CONFIG
         print(f"{args.config}: configuration is valid")
+        for warning in config_warnings(config):
+            print(f"{args.config}: warning: {warning}")
         return EXIT_OK
     logs.configure(config.logging.level, config.logging.format, secrets=config_secrets(config))
     try:

@@ -103,12 +103,18 @@ class HomeserverUnavailable(SealroomError):
 
 
 class MatrixRequestFailed(SealroomError):
-    """The homeserver refused a request; `matrix_errcode` is its M_* code."""
+    """The homeserver refused a request; `matrix_errcode` is its M_* code.
+
+    `retry_after_ms` is how long a rate-limited caller (`M_LIMIT_EXCEEDED`) is asked to wait.
+    """
 
     errcode = "SEALROOM_MATRIX_REQUEST_FAILED"
 
-    def __init__(self, message: str, matrix_errcode: str | None = None) -> None:
+    def __init__(
+        self, message: str, matrix_errcode: str | None = None, retry_after_ms: int | None = None
+    ) -> None:
         self.matrix_errcode = matrix_errcode
+        self.retry_after_ms = retry_after_ms
         super().__init__(message)
 
 

@@ -62,6 +62,14 @@ class JobContext:
         if self._save is not None:
             await self._save(self.job_id, self.checkpoint)
 
+    async def save_checkpoint_in(
+        self, db: Transaction, checkpoint: dict[str, Any], now: datetime
+    ) -> None:
+        """Record progress in the caller's transaction, so that it and what the transaction
+        records besides (an audit event of the step just done) happen together or not at all."""
+        self.checkpoint = dict(checkpoint)
+        await store.jobs.save_checkpoint(db, self.job_id, self.checkpoint, now)
+
 
 Handler = Callable[[JobContext], Awaitable[None]]
 GiveUpHandler = Callable[[JobContext, str], Awaitable[None]]

@@ -22,6 +22,28 @@ class RoomSpec:
     room_version: str | None = None
 
 
+@dataclass(frozen=True)
+class RoomEvent:
+    """One event of a room's history, as much as the wipe needs (never its content)."""
+
+    event_id: str
+    type: str
+    sender: str
+    state_key: str | None = None  # None: not a state event
+    redacted: bool = False
+    media: tuple[str, ...] = ()  # mxc URIs it refers to (read from the decrypted content)
+    undecryptable: bool = False  # encrypted, and the bot has no key: its media are unknown
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of `/messages`; `next_token` is None when there is no more in that direction."""
+
+    events: tuple[RoomEvent, ...]
+    start: str  # where this page began (the live end, for a first backward page)
+    next_token: str | None
+
+
 class MatrixRooms(Protocol):
     """Room operations on the homeserver, done by the bot.
 
@@ -44,6 +66,35 @@ class MatrixRooms(Protocol):
     async def kick(self, room_id: RoomID, user_id: UserID, reason: str) -> None: ...
 
     async def leave(self, room_id: RoomID) -> None: ...
+
+    async def history(
+        self, room_id: RoomID, from_token: str | None, *, forward: bool = False
+    ) -> HistoryPage:
+        """A page of the room's timeline from `from_token` (None: from the live end, backwards).
+
+        Raises MatrixRequestFailed with `retry_after_ms` when rate-limited.
+        """
+        ...
+
+    async def redact(self, room_id: RoomID, event_id: str, reason: str) -> None:
+        """Redact one event of any sender; already redacted or gone is success.
+
+        Raises MatrixRequestFailed with `retry_after_ms` when rate-limited.
+        """
+        ...
+
+
+class RoomPurger(Protocol):
+    """The homeserver's admin side of the wipe (Synapse's admin API; needs an admin token)."""
+
+    async def purge(self, room_id: RoomID) -> None:
+        """Delete the room and every event in it from the homeserver's database, waiting until
+        done; a room already gone is success. Raises HomeserverUnavailable while unfinished."""
+        ...
+
+    async def delete_media(self, mxc: str) -> bool:
+        """Delete an uploaded file; gone already is success. False: not this homeserver's."""
+        ...
 
 
 class RegistrationTokens(Protocol):

@@ -6,6 +6,7 @@ success. This module registers its steps with the runner itself.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import structlog
@@ -17,8 +18,9 @@ from bridge.errors import MatrixRequestFailed
 from bridge.ids import RoomID, UserID, parse_user_id
 from bridge.invites import InviteService
 from bridge.jobs import Action, JobContext, JobRunner, RetryLater, run_now, running, schedule
-from bridge.ports import MatrixRooms, RoomSpec
+from bridge.ports import MatrixRooms, RoomPurger, RoomSpec
 from bridge.sessions import SessionService, SessionState, is_live, room_alias_localpart
+from bridge.wipe import RoomWipe, Sleep
 from store import Transaction
 
 log = structlog.stdlib.get_logger(__name__)
@@ -47,13 +49,20 @@ async def schedule_notice(
 
 class RoomJobs:
     def __init__(
-        self, sessions: SessionService, invites: InviteService, rooms: MatrixRooms
+        self,
+        sessions: SessionService,
+        invites: InviteService,
+        rooms: MatrixRooms,
+        purger: RoomPurger | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
+        """`purger` is None without an admin token: closed rooms are redacted, not purged."""
         self.sessions = sessions
         self.invites = invites
         self.rooms = rooms
         self.database = sessions.database
         self.clock = sessions.clock
+        self.wipe = RoomWipe(rooms, purger, self.database, self.clock, sleep)
 
     def register(self, runner: JobRunner) -> None:
         runner.register(Action.CREATE_ROOM, self.create_room)
@@ -173,7 +182,7 @@ class RoomJobs:
         log.info("notice.sent", session_id=session.id, room_id=session.room_id, kind=kind)
 
     async def close_room(self, job: JobContext) -> None:
-        """Closing notice, remove every member, leave; each step tolerates "already done"."""
+        """The wipe (`bridge.wipe`), resumed from the job's checkpoint, then the session closes."""
         session = await self.sessions.load(job.session_id)
         if session.state != SessionState.CLOSING:
             return
@@ -184,17 +193,7 @@ class RoomJobs:
                 # A room being created now would outlive its session: close it once it exists.
                 raise RoomNotReady("the room is still being created")
         else:
-            room_id = RoomID(session.room_id)
-            try:
-                await self.rooms.send_notice(
-                    room_id, notices.closing(str(job.params.get("reason")))
-                )
-            except MatrixRequestFailed as err:
-                log.warning("notice.failed", session_id=session.id, errcode=err.matrix_errcode)
-            for member in await self.rooms.members(room_id):
-                if member != self.rooms.bot_user_id:
-                    await self.rooms.kick(room_id, member, "The secure session is closed.")
-            await self.rooms.leave(room_id)
+            await self.wipe.run(job, session.id, RoomID(session.room_id))
         now = self.clock()
         async with self.database.transaction() as db:
             await self.sessions.closed(db, session, now)

@@ -1,5 +1,6 @@
-"""Synapse over plain HTTP, beside the bot's nio client: the homeserver's readiness probe, and
-the admin API's single-use registration tokens (for customers who create an account).
+"""Synapse over plain HTTP, beside the bot's nio client: the homeserver's readiness probe, the
+admin API's single-use registration tokens (for customers who create an account), and the
+wipe's purge of a closed room and deletion of its files (`AdminRoomPurger`).
 
 Uses the admin token from `homeserver.admin_token`; never logs a token. One HTTP session for the
 adapter's lifetime, opened on first use; the owner calls `close()`. Docs:
@@ -8,7 +9,9 @@ https://element-hq.github.io/synapse/latest/usage/administration/admin_api/regis
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,12 +21,17 @@ import structlog
 from aiohttp import ClientError, ClientSession, ClientTimeout
 
 from bridge.errors import HomeserverUnavailable, SealroomError
-from bridge.ids import UserID
+from bridge.ids import RoomID, UserID
 from bridge.matrix.failures import raise_for_status, unreachable
 
 log = structlog.stdlib.get_logger(__name__)
 
 PROBE_TIMEOUT = ClientTimeout(total=3)
+# How long one attempt waits for Synapse to finish purging a room (then the job retries later,
+# and finds the purge it started still running).
+PURGE_WAIT_SECONDS = 120.0
+PURGE_POLL_SECONDS = (0.2, 5.0)  # first and longest pause between status polls
+PURGE_UNDER_WAY = frozenset({"scheduled", "active", "shutting_down", "purging"})
 
 
 class AdminNotConfigured(SealroomError):
@@ -177,6 +185,89 @@ class SynapseAdmin:
         # Synapse reports seconds in older versions and milliseconds in newer ones.
         seconds = created / 1000 if created > 10**11 else created
         return datetime.fromtimestamp(seconds, UTC)
+
+    async def purge_room(self, room_id: str) -> None:
+        """Delete the room and its events from Synapse's database; gone already is success.
+
+        A purge started by an earlier attempt (its answer lost, or the process killed while it
+        waited) is waited for, not started again.
+
+        Raises:
+            HomeserverUnavailable: the purge failed or is not finished after PURGE_WAIT_SECONDS.
+        """
+        room = quote(room_id, safe="")
+        status, data = await self._call("looking up a room", "GET", f"/v1/rooms/{room}")
+        if status == 404:
+            return
+        raise_for_status("looking up a room", status, data)
+        delete_id = await self._purge_under_way(room)
+        if delete_id is None:
+            status, data = await self._call(
+                "purging a room", "DELETE", f"/v2/rooms/{room}", {"purge": True, "block": False}
+            )
+            raise_for_status("purging a room", status, data)
+            delete_id = str(data["delete_id"])
+        await self._wait_for_purge(delete_id)
+
+    async def _purge_under_way(self, room: str) -> str | None:
+        status, data = await self._call(
+            "reading a room's purges", "GET", f"/v2/rooms/{room}/delete_status"
+        )
+        if status == 404:
+            return None
+        raise_for_status("reading a room's purges", status, data)
+        for task in data.get("results", []):
+            if isinstance(task, dict) and task.get("status") in PURGE_UNDER_WAY:
+                return str(task["delete_id"])
+        return None
+
+    async def _wait_for_purge(self, delete_id: str) -> None:
+        deadline = time.monotonic() + PURGE_WAIT_SECONDS
+        pause, longest = PURGE_POLL_SECONDS
+        what = "waiting for a room's purge"
+        while True:
+            status, data = await self._call(
+                what, "GET", f"/v2/rooms/delete_status/{quote(delete_id, safe='')}"
+            )
+            raise_for_status(what, status, data)
+            state = data.get("status")
+            if state == "complete":
+                return
+            if state not in PURGE_UNDER_WAY:
+                raise HomeserverUnavailable(f"{what}: Synapse reports {state!r}")
+            if time.monotonic() + pause > deadline:
+                raise HomeserverUnavailable(f"{what}: still {state!r}")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, longest)
+
+    async def delete_media(self, server_name: str, media_id: str) -> None:
+        """Delete one local file (its thumbnails too); gone already is success."""
+        what = "deleting a file"
+        status, data = await self._call(
+            what,
+            "DELETE",
+            f"/v1/media/{quote(server_name, safe='')}/{quote(media_id, safe='')}",
+        )
+        if status != 404:
+            raise_for_status(what, status, data, quote_error=False)
+
+
+class AdminRoomPurger:
+    """bridge.ports.RoomPurger on top of SynapseAdmin (only built with an admin token)."""
+
+    def __init__(self, admin: SynapseAdmin, server_name: str) -> None:
+        self.admin = admin
+        self.server_name = server_name
+
+    async def purge(self, room_id: RoomID) -> None:
+        await self.admin.purge_room(room_id)
+
+    async def delete_media(self, mxc: str) -> bool:
+        server_name, _, media_id = mxc.removeprefix("mxc://").partition("/")
+        if server_name != self.server_name or not media_id or "/" in media_id:
+            return False  # another server's file (or no file at all): not ours to delete
+        await self.admin.delete_media(server_name, media_id)
+        return True
 
 
 class AdminRegistrationTokens:

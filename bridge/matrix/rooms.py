@@ -1,4 +1,5 @@
-"""MatrixRooms on top of BotClient: secure room creation, invites, notices, removal.
+"""MatrixRooms on top of BotClient: secure room creation, invites, notices, removal, and the
+history and redactions of the wipe (bridge.matrix.history).
 
 Every operation treats "already done" as success, so a job can run it again after a crash.
 No nio here: the client's typed calls and the encryption manager's send do the Matrix part.
@@ -14,7 +15,8 @@ from bridge.errors import MatrixRequestFailed
 from bridge.ids import RoomID, UserID
 from bridge.matrix.client import BotClient
 from bridge.matrix.e2ee import EncryptionManager
-from bridge.ports import RoomSpec
+from bridge.matrix.history import RoomHistory
+from bridge.ports import HistoryPage, RoomSpec
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -87,6 +89,7 @@ class MatrixRoomService:
         self.e2ee = e2ee
         self.server_name = server_name
         self._default_room_version: str | None = None
+        self._history = RoomHistory(bot)
 
     @property
     def bot_user_id(self) -> UserID:
@@ -172,6 +175,14 @@ class MatrixRoomService:
             if err.matrix_errcode in ("M_NOT_FOUND", "M_FORBIDDEN"):
                 return
             raise
+
+    async def history(
+        self, room_id: RoomID, from_token: str | None, *, forward: bool = False
+    ) -> HistoryPage:
+        return await self._history.page(room_id, from_token, forward)
+
+    async def redact(self, room_id: RoomID, event_id: str, reason: str) -> None:
+        await self._history.redact(room_id, event_id, reason)
 
 
 def _already(err: MatrixRequestFailed, *phrases: str) -> bool:

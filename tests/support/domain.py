@@ -26,7 +26,13 @@ from bridge.room_events import RoomEventService
 from bridge.room_jobs import RoomJobs
 from bridge.sessions import OpenRequest, SessionService, Settings
 from store import AuditEvent, Database, Job, SecureSession
-from tests.support.fakes import Clock, FakeAccounts, FakeRegistrationTokens, RecordingRooms
+from tests.support.fakes import (
+    Clock,
+    FakeAccounts,
+    FakePurger,
+    FakeRegistrationTokens,
+    RecordingRooms,
+)
 
 SERVER_NAME = "example.org"
 AGENT = "alice@example.com"
@@ -108,7 +114,9 @@ class World:
     room_jobs: RoomJobs
     room_events: RoomEventService
     registry: Registry
+    purger: FakePurger | None = None  # None: no admin token configured
     wakes: list[None] = field(default_factory=list)
+    sleeps: list[float] = field(default_factory=list)  # the waits asked for (not slept)
 
     # -- driving the flow -----------------------------------------------------------------------
 
@@ -132,13 +140,25 @@ class World:
         return opened, self.rooms.room_id_for(spec)
 
     async def take(self, action: Action) -> JobContext:
-        """Claim the oldest pending job of `action` (due or not) as the runner would."""
+        """Claim the oldest pending job of `action` (due or not) as the runner would; its
+        checkpoints are saved with the job, so taking it again (after `retry_now`) resumes."""
         async with self.database.transaction() as db:
             query = select(Job).where(Job.state == "pending", Job.action == action.value)
             job = (await db.execute(query.order_by(Job.run_after, Job.id).limit(1))).scalar()
             assert job is not None, f"no pending {action.value} job"
             assert await store.jobs.claim(db, job.id, self.clock())
-        return JobContext(job.id, job.session_id, dict(job.params), dict(job.checkpoint or {}))
+        return JobContext(
+            job.id,
+            job.session_id,
+            dict(job.params),
+            dict(job.checkpoint or {}),
+            self.save_checkpoint,
+        )
+
+    async def save_checkpoint(self, job_id: int, checkpoint: dict[str, Any]) -> None:
+        """What the runner does with `JobContext.save_checkpoint`: store it with the job."""
+        async with self.database.transaction() as db:
+            await store.jobs.save_checkpoint(db, job_id, checkpoint, self.clock())
 
     async def finish(self, context: JobContext) -> None:
         async with self.database.transaction() as db:
@@ -201,9 +221,16 @@ class World:
             return list((await db.execute(query)).scalars())
 
 
-def build_world(database: Database, **settings: Any) -> World:
+def build_world(database: Database, *, admin_token: bool = True, **settings: Any) -> World:
+    """`admin_token=False`: no Synapse admin API, so closed rooms are not purged."""
     clock = Clock(START)
     wakes: list[None] = []
+    sleeps: list[float] = []
+    purger = FakePurger() if admin_token else None
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
     rooms = RecordingRooms()
     tokens = FakeRegistrationTokens(clock)
     accounts = FakeAccounts()
@@ -214,7 +241,7 @@ def build_world(database: Database, **settings: Any) -> World:
         wake_jobs=lambda: wakes.append(None),
     )
     invites = InviteService(database, sessions, accounts)
-    room_jobs = RoomJobs(sessions, invites, rooms)
+    room_jobs = RoomJobs(sessions, invites, rooms, purger, sleep)
     registry = Registry()
     room_jobs.register(cast(JobRunner, registry))
     return World(
@@ -230,5 +257,7 @@ def build_world(database: Database, **settings: Any) -> World:
         room_jobs=room_jobs,
         room_events=RoomEventService(sessions, rooms.bot_user_id),
         registry=registry,
+        purger=purger,
         wakes=wakes,
+        sleeps=sleeps,
     )

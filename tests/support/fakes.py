@@ -16,7 +16,7 @@ from typing import Any
 
 from bridge.errors import HomeserverUnavailable, MatrixRequestFailed
 from bridge.ids import RoomID, UserID
-from bridge.ports import RoomSpec
+from bridge.ports import HistoryPage, RoomEvent, RoomSpec
 
 Call = tuple[str, tuple[Any, ...]]
 Failure = MatrixRequestFailed | HomeserverUnavailable
@@ -65,9 +65,37 @@ def forbidden(message: str = "the homeserver refused") -> MatrixRequestFailed:
     return MatrixRequestFailed(message, "M_FORBIDDEN")
 
 
-def rate_limited(message: str = "too many requests") -> MatrixRequestFailed:
-    """A refusal for now (`M_LIMIT_EXCEEDED`): the caller should retry."""
-    return MatrixRequestFailed(message, "M_LIMIT_EXCEEDED")
+def rate_limited(
+    message: str = "too many requests", retry_after_ms: int | None = None
+) -> MatrixRequestFailed:
+    """A refusal for now (`M_LIMIT_EXCEEDED`): the caller should retry (after the delay)."""
+    return MatrixRequestFailed(message, "M_LIMIT_EXCEEDED", retry_after_ms)
+
+
+@dataclass
+class FakeEvent:
+    """An event of a RecordingRooms timeline; redacting it drops what it named."""
+
+    event_id: str
+    type: str
+    sender: str
+    state_key: str | None = None
+    media: tuple[str, ...] = ()
+    undecryptable: bool = False
+    redactions: int = 0
+
+    def seen(self) -> RoomEvent:
+        """As `history()` reports it: a redacted event no longer names its files."""
+        redacted = self.redactions > 0
+        return RoomEvent(
+            self.event_id,
+            self.type,
+            self.sender,
+            self.state_key,
+            redacted,
+            () if redacted else self.media,
+            self.undecryptable and not redacted,
+        )
 
 
 class RecordingRooms(_Recorder):
@@ -75,14 +103,48 @@ class RecordingRooms(_Recorder):
 
     Keeps each room's members (joined or invited, as `members()` reports them on Synapse): the
     bot and the spec's invitees after creation, anyone invited since; kicks and the bot's leave
-    remove them. A failed call is recorded and changes nothing.
+    remove them. Keeps each room's timeline too (`timelines`: notices, what a test `post`s,
+    redactions and kicks), paged by `history()` like `/messages` (`page_size` events a page,
+    tokens `t<position>`). A failed call is recorded and changes nothing.
     """
 
     BOT = UserID("@sealroom:example.org")
 
-    def __init__(self) -> None:
+    def __init__(self, page_size: int = 10) -> None:
         super().__init__()
         self.rooms: dict[RoomID, list[UserID]] = {}
+        self.timelines: dict[RoomID, list[FakeEvent]] = defaultdict(list)
+        self.page_size = page_size
+        self._event_ids = iter(range(1, 10**9))
+
+    def post(
+        self,
+        room_id: RoomID | str,
+        sender: str,
+        kind: str = "m.room.encrypted",
+        *,
+        media: tuple[str, ...] = (),
+        undecryptable: bool = False,
+        state_key: str | None = None,
+    ) -> str:
+        """Someone sends an event into the room; returns its event ID."""
+        event = FakeEvent(
+            f"$event-{next(self._event_ids)}",
+            kind,
+            sender,
+            state_key,
+            media,
+            undecryptable,
+        )
+        self.timelines[RoomID(room_id)].append(event)
+        return event.event_id
+
+    def event(self, event_id: str) -> FakeEvent:
+        for timeline in self.timelines.values():
+            for event in timeline:
+                if event.event_id == event_id:
+                    return event
+        raise KeyError(event_id)
 
     @property
     def bot_user_id(self) -> UserID:
@@ -111,6 +173,7 @@ class RecordingRooms(_Recorder):
 
     async def send_notice(self, room_id: RoomID, text: str) -> None:
         self._record("send_notice", room_id, text)
+        self.post(room_id, self.bot_user_id)
 
     async def members(self, room_id: RoomID) -> list[UserID]:
         self._record("members", room_id)
@@ -120,11 +183,42 @@ class RecordingRooms(_Recorder):
         self._record("kick", room_id, user_id, reason)
         if user_id in self.rooms.get(room_id, []):
             self.rooms[room_id].remove(user_id)
+            self.post(room_id, self.bot_user_id, "m.room.member", state_key=user_id)
 
     async def leave(self, room_id: RoomID) -> None:
         self._record("leave", room_id)
         if self.bot_user_id in self.rooms.get(room_id, []):
             self.rooms[room_id].remove(self.bot_user_id)
+
+    async def history(
+        self, room_id: RoomID, from_token: str | None, *, forward: bool = False
+    ) -> HistoryPage:
+        self._record("history", room_id, from_token, forward)
+        timeline = self.timelines[room_id]
+        at = len(timeline) if from_token is None else int(from_token.removeprefix("t"))
+        if forward:
+            chunk = timeline[at : at + self.page_size]
+            end = at + len(chunk)
+            return HistoryPage(
+                tuple(e.seen() for e in chunk), f"t{at}", f"t{end}" if chunk else None
+            )
+        first = max(at - self.page_size, 0)
+        chunk = list(reversed(timeline[first:at]))
+        return HistoryPage(
+            tuple(e.seen() for e in chunk), f"t{at}", f"t{first}" if first else None
+        )
+
+    async def redact(self, room_id: RoomID, event_id: str, reason: str) -> None:
+        self._record("redact", room_id, event_id, reason)
+        for event in self.timelines[room_id]:
+            if event.event_id == event_id:  # not found: success, as M_NOT_FOUND is
+                event.redactions += 1
+                self.post(room_id, self.bot_user_id, "m.room.redaction")
+                return
+
+    def redacted(self) -> list[str]:
+        """The event IDs redacted, in order (one per call that succeeded)."""
+        return [event_id for _, event_id, _ in self.called("redact")]
 
     def notices(self, room_id: RoomID | None = None) -> list[str]:
         """The texts of every notice sent (to `room_id`, if given), in order."""
@@ -205,6 +299,33 @@ class FakeRegistrationTokens(_Recorder):
     async def user_created_at(self, user_id: str) -> datetime | None:
         self._record("user_created_at", user_id)
         return self.users.get(user_id)
+
+
+class FakePurger(_Recorder):
+    """A `bridge.ports.RoomPurger` (Synapse's admin API): purged rooms, deleted files.
+
+    Files of `example.org` are ours to delete; any other server's are not (`False`).
+    """
+
+    SERVER = "example.org"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.purged: list[RoomID] = []
+        self.deleted: list[str] = []
+
+    async def purge(self, room_id: RoomID) -> None:
+        self._record("purge", room_id)
+        if room_id not in self.purged:
+            self.purged.append(room_id)
+
+    async def delete_media(self, mxc: str) -> bool:
+        self._record("delete_media", mxc)
+        if not mxc.startswith(f"mxc://{self.SERVER}/"):
+            return False
+        if mxc not in self.deleted:
+            self.deleted.append(mxc)
+        return True
 
 
 class FakeAccounts(_Recorder):

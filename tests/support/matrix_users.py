@@ -267,6 +267,12 @@ class MatrixUser:
 
     async def send_text(self, room_id: str, body: str) -> str:
         """Send m.text, encrypted for every current device of every member."""
+        return await self.send(room_id, {"msgtype": "m.text", "body": body})
+
+    async def send(
+        self, room_id: str, content: dict[str, Any], event_type: str = "m.room.message"
+    ) -> str:
+        """Send any event, encrypted for every current device of every member."""
         room = await self.wait_for_room(room_id)
         if not room.members_synced:
             members = await self.client.joined_members(room_id)
@@ -278,10 +284,7 @@ class MatrixUser:
             with contextlib.suppress(LocalProtocolError):  # a concurrent sync may have done it
                 await self.client.keys_query()
         resp = await self.client.room_send(
-            room_id,
-            "m.room.message",
-            {"msgtype": "m.text", "body": body},
-            ignore_unverified_devices=True,
+            room_id, event_type, content, ignore_unverified_devices=True
         )
         if not isinstance(resp, nio.RoomSendResponse):
             raise RuntimeError(f"{self.user_id} could not send to {room_id}: {resp}")

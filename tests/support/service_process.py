@@ -46,6 +46,7 @@ class ServiceProcess:
         *,
         homeserver_url: str | None = None,
         agents: dict[str, str] | None = None,
+        admin_token: bool = False,
     ) -> ServiceProcess:
         password = secrets.token_urlsafe(16)
         bot_id = await synapse.register_user(f"sealroom-proc-{secrets.token_hex(4)}", password)
@@ -65,6 +66,7 @@ class ServiceProcess:
             agents=agents,
             jobs={"retry_initial_seconds": 0.2, "retry_max_seconds": 2.0},
             log_level="INFO",
+            admin_token=await synapse.admin_token() if admin_token else None,
         )
         service = cls(folder, config, secret, port)
         service.write_config()

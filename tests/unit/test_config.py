@@ -520,6 +520,21 @@ def test_check_config_exits_0_for_a_valid_file(
         assert secret not in captured.out
 
 
+def test_check_config_warns_that_without_an_admin_token_rooms_are_not_purged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, minimal())  # no homeserver.admin_token
+
+    code = cli.main(["check-config", "-c", str(path)])
+
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0  # a warning, not an error
+    assert out[0] == f"{path}: configuration is valid"
+    [warning] = out[1:]
+    assert warning.startswith(f"{path}: warning: homeserver.admin_token is not set")
+    assert "keeps the redacted events and the uploaded files" in warning
+
+
 def test_check_config_reports_a_missing_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -96,3 +96,23 @@ async def test_accounts_exist_only_when_listed() -> None:
         await accounts.exists(ALICE)
     assert await accounts.exists(ALICE) is True
     assert await accounts.exists(UserID("@bob:example.org")) is False
+
+
+async def test_recording_rooms_pages_its_timeline_like_messages_and_redacts() -> None:
+    rooms = RecordingRooms(page_size=2)
+    room_id = RoomID("!room:example.org")
+    ids = [rooms.post(room_id, ALICE, media=(f"mxc://example.org/{n}",)) for n in range(3)]
+
+    first = await rooms.history(room_id, None)
+    second = await rooms.history(room_id, first.next_token)
+    await rooms.redact(room_id, ids[0], "wiped")
+    await rooms.redact(room_id, "$gone", "wiped")  # not found: success
+    after = await rooms.history(room_id, first.start, forward=False)
+    forward = await rooms.history(room_id, first.start, forward=True)
+
+    assert [e.event_id for e in first.events + second.events] == ids[::-1]
+    assert (first.start, first.next_token, second.next_token) == ("t3", "t1", None)
+    assert [e.redacted for e in after.events] == [False, False]
+    [redacted] = (await rooms.history(room_id, "t1")).events
+    assert (redacted.redacted, redacted.media) == (True, ())  # its file is no longer named
+    assert [e.type for e in forward.events] == ["m.room.redaction"]

@@ -279,15 +279,26 @@ async def test_close_room_says_why_removes_everyone_but_the_bot_and_leaves(room:
 
     await world.run(Action.CLOSE_ROOM)
 
+    # The wipe (tests/unit/test_wipe.py) in a room with no message yet: the closing notice is
+    # left readable until everyone is removed, then redacted too.
+    [notice_id] = [event.event_id for event in world.rooms.timelines[RoomID(room_id)][:1]]
     reason = "The secure session is closed."
     assert world.rooms.calls == [
+        ("history", (room_id, None, False)),  # where the timeline ends before the notice
         ("send_notice", (room_id, notices.closing("helpdesk"))),
+        ("history", (room_id, "t0", False)),  # the history before it: none
         ("members", (room_id,)),
         ("kick", (room_id, AGENT_ID, reason)),
         ("kick", (room_id, CUSTOMER_ID, reason)),
+        ("history", (room_id, "t0", True)),  # the notice and the two kicks
+        ("redact", (room_id, notice_id, "Wiped: the secure session is closed.")),
+        ("history", (room_id, "t3", True)),  # the notice's redaction
+        ("history", (room_id, "t4", True)),
         ("leave", (room_id,)),
     ]
     assert world.rooms.rooms[RoomID(room_id)] == []
+    assert world.purger is not None
+    assert world.purger.calls == [("purge", (room_id,))]
     session = await world.session(opened.session_id)
     assert (session.state, session.close_reason) == ("closed", "helpdesk")
     assert session.closed_at == world.clock()
