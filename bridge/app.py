@@ -100,6 +100,7 @@ class App:
                 registration_token_lifetime=timedelta(
                     minutes=config.registration.token_lifetime_minutes
                 ),
+                public_base_url=config.http.public_base_url,
             ),
             wake_jobs=self.jobs.wake,
         )

@@ -182,9 +182,11 @@ def _check_template(value: str) -> str:
 
 class RoomsConfig(_Section):
     name_template: str = "Ticket {ticket_ref}: secure credentials"
+    # The homeserver reads room names and topics: by default they carry only the ticket's
+    # reference; the subject goes into the encrypted welcome notices.
     topic_template: str = (
-        "Secure room for ticket {ticket_ref} ({subject}). This room is only for sharing "
-        "credentials; it is wiped when the ticket is done."
+        "Secure room for ticket {ticket_ref}. This room is only for sharing credentials; it is "
+        "wiped when the ticket is done."
     )
     lifetime_hours: float = Field(default=72, gt=0, le=24 * 90)
     room_version: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 
@@ -9,11 +10,16 @@ def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def rules(ticket_ref: str, expires_at: datetime) -> str:
+def _about(ticket_ref: str, subject: str) -> str:
+    return f"ticket {ticket_ref} ({subject})" if subject else f"ticket {ticket_ref}"
+
+
+def rules(ticket_ref: str, expires_at: datetime, subject: str = "") -> str:
     return (
-        f"Welcome. This end-to-end encrypted room exists only to share credentials for ticket "
-        f"{ticket_ref}. Post the credentials here and nothing else. The room and everything in "
-        f"it will be wiped when the ticket is done, at the latest on {_when(expires_at)}. "
+        f"Welcome. This end-to-end encrypted room exists only to share credentials for "
+        f"{_about(ticket_ref, subject)}. Post the credentials here and nothing else. The room "
+        "and everything in it will be wiped when the ticket is done, at the latest on "
+        f"{_when(expires_at)}. "
         "If your client asks you to verify your session, do so (for example with your "
         "recovery key) so that your messages can be read."
     )
@@ -43,8 +49,10 @@ def closing(reason: str) -> str:
 def agent_help() -> str:
     return (
         "Commands: !close (close and wipe this room now); !extend [duration] (keep it open "
-        "longer, for example !extend 2h or !extend 3d; 24h without a duration); !trust @user "
-        "(accept a member's new identity after checking with them); !help (this list)."
+        "longer, for example !extend 2h or !extend 3d; 24h without a duration); !status (who "
+        "is here and until when); !link (a new invite link for the customer; the old one stops "
+        "working); !trust @user (accept a member's new identity after checking with them); "
+        "!help (this list)."
     )
 
 
@@ -99,4 +107,33 @@ def registration_incomplete(user_id: str) -> str:
         "encryption was set up, so it was not invited. Agent: send them a new link (a new open "
         "webhook for this ticket) and ask them to finish on the page, or to log in with that "
         "account in Element and set up encryption there."
+    )
+
+
+def agent_welcome(ticket_ref: str, subject: str, expires_at: datetime) -> str:
+    return (
+        f"This secure room is for {_about(ticket_ref, subject)}. The customer has been sent an "
+        "invite link; they will appear here when they join (you will be told if their "
+        "invitation fails). Ask them to post the credentials here, and nothing else. "
+        f"The room is wiped when the ticket is closed, at the latest on {_when(expires_at)}. "
+        "Send !help for the commands (!status, !extend, !link, !close)."
+    )
+
+
+def status(state: str, members: Sequence[str], expires_at: datetime) -> str:
+    who = ", ".join(members) if members else "nobody yet"
+    return f"Status: {state}. In the room: {who}. Wiped at the latest on {_when(expires_at)}."
+
+
+def invite_link(url: str) -> str:
+    return (
+        f"A new invite link for the customer (the previous one no longer works): {url} "
+        "It can be used once. Send it to the customer only."
+    )
+
+
+def command_not_yours(command: str) -> str:
+    return (
+        f"Only the agent of this ticket can use {command}; I will not carry it out. "
+        "Ask the agent if something needs to change."
     )

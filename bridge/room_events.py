@@ -56,15 +56,25 @@ class Help:
 
 
 @dataclass(frozen=True)
+class Status:
+    pass
+
+
+@dataclass(frozen=True)
+class Link:
+    pass
+
+
+@dataclass(frozen=True)
 class Usage:
     """A known command with bad arguments: answer with how to use it, never crash."""
 
     problem: str
 
 
-Command = Close | Extend | Trust | Help | Usage
+Command = Close | Extend | Trust | Help | Status | Link | Usage
 
-COMMAND_WORDS = ("!close", "!extend", "!trust", "!help")
+COMMAND_WORDS = ("!close", "!extend", "!trust", "!help", "!status", "!link")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([hd]?)", re.IGNORECASE)
 
 
@@ -78,6 +88,10 @@ def parse_command(body: str) -> Command | None:
         return Close()
     if word == "!help":
         return Help()
+    if word == "!status":
+        return Status()
+    if word == "!link":
+        return Link()
     if word == "!extend":
         return _parse_extend(args)
     if len(args) != 1:
@@ -149,16 +163,15 @@ class RoomEventService:
                 return
             if not await first_time(db, f"joined:{event_id}", now, session.id):
                 return
-            # The agent knows the rules; the notice is for the customer.
+            # The customer gets the rules; the agent what to do next.
             is_agent = user_id == session.agent_user_id
-            if not is_agent:
-                await schedule(
-                    db,
-                    Action.NOTICE,
-                    now,
-                    session_id=session.id,
-                    params={"kind": "rules", "user_id": user_id},
-                )
+            await schedule(
+                db,
+                Action.NOTICE,
+                now,
+                session_id=session.id,
+                params={"kind": "agent_welcome" if is_agent else "rules", "user_id": user_id},
+            )
             store.audit.record(db, now, "member.joined", session_id=session.id, actor=user_id)
             log.info("member.joined", session_id=session.id, room_id=room_id, agent=is_agent)
         self.sessions.wake_jobs()
@@ -179,20 +192,21 @@ class RoomEventService:
         is refused with a notice.
         """
         command = parse_command(body)
-        if command is None:
+        if command is None or sender == self.bot_user_id:
             return
         now = self.clock()
         async with self.database.transaction() as db:
             session = await store.sessions.get_by_room(db, room_id)
-            if (
-                session is None
-                or session.state != SessionState.OPEN
-                or sender != session.agent_user_id
-            ):
+            if session is None or session.state != SessionState.OPEN:
                 return
             if not await first_time(db, f"command:{event_id}", now, session.id):
                 return
-            if not await device_trusted():
+            if sender != session.agent_user_id:
+                # Told, so a customer who tries !close knows nothing happened.
+                word = body.strip().split()[0].lower()
+                await schedule_notice(db, session.id, now, notices.command_not_yours(word))
+                store.audit.record(db, now, "command.refused", session_id=session.id, actor=sender)
+            elif not await device_trusted():
                 await schedule_notice(db, session.id, now, notices.command_untrusted_device())
                 store.audit.record(db, now, "command.refused", session_id=session.id, actor=sender)
             else:
@@ -222,6 +236,12 @@ class RoomEventService:
                     )
             case Help():
                 await schedule_notice(db, session.id, now, notices.agent_help())
+            case Status() | Link():
+                # Both are written when sent: the members then, and a link that is never stored.
+                kind = "status" if isinstance(command, Status) else "link"
+                await schedule(
+                    db, Action.NOTICE, now, session_id=session.id, params={"kind": kind}
+                )
             case Usage(problem):
                 await schedule_notice(db, session.id, now, notices.command_usage(problem))
 

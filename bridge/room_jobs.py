@@ -21,7 +21,7 @@ from bridge.jobs import Action, JobContext, JobRunner, RetryLater, run_now, runn
 from bridge.ports import MatrixRooms, RoomPurger, RoomSpec
 from bridge.sessions import SessionService, SessionState, is_live, room_alias_localpart
 from bridge.wipe import RoomWipe, Sleep
-from store import Transaction
+from store import SecureSession, Transaction
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -173,13 +173,32 @@ class RoomJobs:
         session = await self.sessions.load(job.session_id)
         if session.state != SessionState.OPEN or session.room_id is None:
             return
+        room_id = RoomID(session.room_id)
         kind = job.params.get("kind")
         if kind == "rules":
-            text = notices.rules(session.ticket_ref, session.expires_at)
+            text = notices.rules(session.ticket_ref, session.expires_at, session.subject)
+        elif kind == "agent_welcome":
+            text = notices.agent_welcome(session.ticket_ref, session.subject, session.expires_at)
+        elif kind == "status":
+            members = [m for m in await self.rooms.members(room_id) if m != self.rooms.bot_user_id]
+            text = notices.status(session.state, members, session.expires_at)
+        elif kind == "link":
+            text = notices.invite_link(await self._new_link(session))
         else:
             text = str(job.params.get("text", ""))
-        await self.rooms.send_notice(RoomID(session.room_id), text)
+        await self.rooms.send_notice(room_id, text)
         log.info("notice.sent", session_id=session.id, room_id=session.room_id, kind=kind)
+
+    async def _new_link(self, session: SecureSession) -> str:
+        """A fresh invite link (the old one is revoked), made only now: the token exists in
+        this notice and nowhere else, never in a job's parameters or a row."""
+        now = self.clock()
+        async with self.database.transaction() as db:
+            fresh = await store.sessions.get(db, session.id)
+            assert fresh is not None
+            _, token = await self.invites.issue(db, fresh, now)
+            store.audit.record(db, now, "invite.issued_in_room", session_id=session.id)
+        return f"{self.sessions.settings.public_base_url}/i#{token}"
 
     async def close_room(self, job: JobContext) -> None:
         """The wipe (`bridge.wipe`), resumed from the job's checkpoint, then the session closes."""

@@ -63,6 +63,8 @@ class Settings:
     agents: dict[str, str]
     registration_enabled: bool = False
     registration_token_lifetime: timedelta = timedelta(minutes=30)
+    # For links the bot hands the agent in the room (!link).
+    public_base_url: str = ""
 
     def agent_user_id(self, agent: str) -> str | None:
         """The Matrix account mapped to a helpdesk agent (case-insensitive), if any."""

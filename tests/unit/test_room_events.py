@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bridge import notices
+from bridge.errors import InviteGone
 from bridge.ids import UserID
 from bridge.jobs import Action
 from bridge.room_events import (
@@ -23,7 +24,7 @@ from bridge.room_events import (
     Usage,
     parse_command,
 )
-from store import HandledKey, PinnedIdentity
+from store import HandledKey, Job, PinnedIdentity
 from tests.support.domain import AGENT_ID, CUSTOMER_ID, OpenRoom, World
 
 # -- parse_command --------------------------------------------------------------------------------
@@ -179,15 +180,29 @@ async def test_usage_and_help_are_answered_with_a_notice_and_change_nothing(
     assert len(await world.jobs(Action.EXPIRE)) == 1
 
 
-async def test_commands_from_anyone_but_the_agent_and_plain_messages_are_ignored(
+async def test_commands_from_anyone_but_the_agent_are_refused_with_a_notice(
     room: OpenRoom,
 ) -> None:
     world, opened, room_id = room
     jobs_before = await world.jobs(None)
+
+    for sender in (CUSTOMER_ID, "@mallory:example.org"):
+        await world.room_events.agent_command(room_id, sender, "!close", f"$from-{sender}")
+
+    assert (await world.session(opened.session_id)).state == "open"
+    assert await world.jobs(Action.CLOSE_ROOM) == []
+    assert await world.notice_texts() == [notices.command_not_yours("!close")] * 2
+    refused = await world.audit("command.refused")
+    assert [row.actor for row in refused] == [CUSTOMER_ID, "@mallory:example.org"]
+    assert len(await world.jobs(None)) == len(jobs_before) + 2
+
+
+async def test_plain_messages_and_the_bots_own_commands_are_ignored(room: OpenRoom) -> None:
+    world, opened, room_id = room
+    jobs_before = await world.jobs(None)
     ledger_before = await _ledger_size(world)
 
-    for sender in (CUSTOMER_ID, "@mallory:example.org", world.rooms.bot_user_id):
-        await world.room_events.agent_command(room_id, sender, "!close", f"$from-{sender}")
+    await world.room_events.agent_command(room_id, world.rooms.bot_user_id, "!close", "$bot")
     await world.room_events.agent_command(room_id, AGENT_ID, "here is the password", "$msg")
 
     assert (await world.session(opened.session_id)).state == "open"
@@ -291,20 +306,28 @@ async def test_a_joining_customer_gets_the_rules_once_per_join_event(room: OpenR
     await world.run(Action.NOTICE)
 
     session = await world.session(opened.session_id)
-    assert world.rooms.notices() == [notices.rules(session.ticket_ref, session.expires_at)]
+    assert world.rooms.notices() == [
+        notices.rules(session.ticket_ref, session.expires_at, session.subject)
+    ]
 
     await world.room_events.member_joined(room_id, CUSTOMER_ID, "$join-again")  # left, came back
 
     assert len(await world.jobs(Action.NOTICE)) == 1
 
 
-async def test_the_agent_joining_gets_no_rules(room: OpenRoom) -> None:
-    world, _, room_id = room
+async def test_the_agent_joining_gets_no_rules_but_what_to_do_next(room: OpenRoom) -> None:
+    world, opened, room_id = room
 
     await world.room_events.member_joined(room_id, AGENT_ID, "$agent-join")
 
-    assert await world.jobs(Action.NOTICE) == []
+    [welcome] = await world.jobs(Action.NOTICE)
+    assert welcome.params == {"kind": "agent_welcome", "user_id": AGENT_ID}
     assert [event.actor for event in await world.audit("member.joined")] == [AGENT_ID]
+    await world.run(Action.NOTICE)
+    session = await world.session(opened.session_id)
+    [text] = world.rooms.notices()
+    assert text == notices.agent_welcome(session.ticket_ref, session.subject, session.expires_at)
+    assert session.subject in text
 
 
 async def test_the_bot_joining_is_not_even_recorded(room: OpenRoom) -> None:
@@ -424,3 +447,33 @@ async def test_findings_for_a_room_without_an_open_session_only_pin(world: World
     assert await _pins(world) == {CUSTOMER_ID: ("m1", None)}
     assert await world.jobs(Action.NOTICE) == []
     assert await world.audit("device.excluded", "identity.changed") == []
+
+
+async def test_status_reports_who_is_in_the_room_and_until_when(room: OpenRoom) -> None:
+    world, opened, room_id = room
+
+    await world.room_events.agent_command(room_id, AGENT_ID, "!status", "$status")
+    await world.run(Action.NOTICE)
+
+    session = await world.session(opened.session_id)
+    members = [m for m in await world.rooms.members(room_id) if m != world.rooms.bot_user_id]
+    assert world.rooms.notices() == [notices.status("open", members, session.expires_at)]
+
+
+async def test_link_hands_the_agent_a_fresh_link_and_revokes_the_old_one(room: OpenRoom) -> None:
+    world, opened, room_id = room
+
+    await world.room_events.agent_command(room_id, AGENT_ID, "!link", "$link")
+    [job] = await world.jobs(Action.NOTICE)
+    assert job.params == {"kind": "link"}  # the link is made when sent, never stored
+    await world.run(Action.NOTICE)
+
+    [text] = world.rooms.notices()
+    token = text.split("/i#", 1)[1].split()[0]
+    session = await world.session(opened.session_id)
+    assert (await world.invites.view(token)).ticket_ref == session.ticket_ref
+    with pytest.raises(InviteGone):
+        await world.invites.view(opened.token)
+    async with world.database.transaction() as db:
+        rows = (await db.execute(select(Job.params))).scalars().all()
+    assert all(token not in str(params) for params in rows)
