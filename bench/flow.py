@@ -50,7 +50,7 @@ from bridge import logs  # noqa: E402
 from bridge.app import App  # noqa: E402
 from bridge.config import parse  # noqa: E402
 from bridge.devtools.localsynapse import LocalSynapse, free_port  # noqa: E402
-from bridge.helpdesk.signatures import signed_headers  # noqa: E402
+from bridge.helpdesk.kinds.standard_webhooks import signed_headers  # noqa: E402
 from tests.support.matrix_users import MatrixUser  # noqa: E402
 
 MAX_ROUNDS = 50

@@ -15,7 +15,6 @@ import store.migrate
 from bridge.config import Config
 from bridge.deliveries import DeliveryService
 from bridge.errors import SealroomError
-from bridge.helpdesk.signatures import StandardWebhooksVerifier
 from bridge.invites import InviteService
 from bridge.jobs import JobRunner
 from bridge.matrix.admin import AdminRegistrationTokens, SynapseAdmin
@@ -119,12 +118,7 @@ class App:
                 self.invites,
                 registration,
             ),
-            {
-                name: StandardWebhooksVerifier(
-                    integration.secret_value(), integration.tolerance_seconds
-                )
-                for name, integration in config.integrations.items()
-            },
+            {name: integration.verifier() for name, integration in config.integrations.items()},
             WebSettings(
                 public_base_url=config.http.public_base_url,
                 homeserver_url=config.homeserver.url,

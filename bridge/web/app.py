@@ -8,7 +8,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from bridge.helpdesk.signatures import StandardWebhooksVerifier
+from bridge.helpdesk.verifier import Verifier
 from bridge.web import health, hooks, landing
 from bridge.web.keys import (
     READINESS,
@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 
 def make_app(
     services: Services,
-    verifiers: dict[str, StandardWebhooksVerifier],
+    verifiers: dict[str, Verifier],
     settings: WebSettings,
     readiness: Readiness,
     max_body_bytes: int = 65536,

@@ -24,7 +24,7 @@ from bridge import logs
 from bridge.app import App
 from bridge.config import Config, parse
 from bridge.devtools.localsynapse import LocalSynapse, free_port
-from bridge.helpdesk.signatures import signed_headers
+from bridge.helpdesk.kinds.standard_webhooks import signed_headers
 
 _counter = itertools.count(1)
 

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from bridge.devtools.localsynapse import LocalSynapse, free_port
-from bridge.helpdesk.signatures import signed_headers
+from bridge.helpdesk.kinds.standard_webhooks import signed_headers
 
 
 class ServiceProcess:

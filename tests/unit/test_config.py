@@ -20,6 +20,8 @@ from pydantic import BaseModel, SecretStr
 from bridge import cli
 from bridge.config import Config, load
 from bridge.errors import ConfigError
+from bridge.helpdesk.kinds import kind_names
+from bridge.helpdesk.verifier import IntegrationOptions
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config.example.yaml"
@@ -30,6 +32,10 @@ EXAMPLE_ENV = {
     "SEALROOM_ADMIN_TOKEN": "syt_admin_token_for_tests",
     "SEALROOM_BOT_PASSWORD": "bot-password-for-tests",
     "SEALROOM_WEBHOOK_SECRET": GOOD_SECRET,
+    "SEALROOM_ZENDESK_SECRET": "zendesk-signing-secret-for-tests",
+    "SEALROOM_ZAMMAD_SECRET": "zammad-hmac-token-for-tests",
+    "SEALROOM_TOOLS_SECRET": "tools-hmac-secret-for-tests",
+    "SEALROOM_FRESHDESK_TOKEN": "freshdesk-bearer-token-for-tests",
 }
 
 
@@ -98,7 +104,7 @@ def test_example_without_its_env_vars_names_each_missing_variable(
     assert "SEALROOM_BOT_PASSWORD" in problem_at(problems, "bot.password")
     assert "SEALROOM_WEBHOOK_SECRET" in problem_at(problems, "integrations.helpdesk.secret")
     # Reported once each, not again as "missing secret".
-    assert len(problems) == 3, problems
+    assert len(problems) == len(EXAMPLE_ENV), problems
 
 
 def _section_models(annotation: Any) -> list[type[BaseModel]]:
@@ -124,6 +130,15 @@ def _top_level_block(section: str) -> str:
     return match.group(0)
 
 
+def _is_other_kind(model: type[BaseModel], item: Any) -> bool:
+    """An integration is checked against its own kind's options only."""
+    return (
+        issubclass(model, IntegrationOptions)
+        and isinstance(item, dict)
+        and item.get("kind") != model.kind_name()
+    )
+
+
 def _walk(
     model: type[BaseModel], node: Any, path: list[str], top: str | None, missing: list[str]
 ) -> None:
@@ -145,6 +160,8 @@ def _walk(
                 assert isinstance(value, dict), f"{dotted}: must be a mapping"
                 assert value, f"{dotted}: give at least one example"
                 for key, item in value.items():
+                    if _is_other_kind(sub, item):
+                        continue
                     _walk(sub, item, [*here, str(key)], section, missing)
             else:
                 _walk(sub, value, here, section, missing)
@@ -157,6 +174,14 @@ def test_every_option_of_the_schema_is_documented_in_the_example() -> None:
     _walk(Config, raw, [], None, missing)
 
     assert missing == [], f"options missing from config.example.yaml: {missing}"
+
+
+def test_the_example_shows_every_integration_kind() -> None:
+    raw = yaml.safe_load(EXAMPLE_TEXT)
+
+    shown = {integration["kind"] for integration in raw["integrations"].values()}
+
+    assert shown == set(kind_names())
 
 
 def test_the_walk_above_would_notice_an_undocumented_option() -> None:
@@ -285,9 +310,9 @@ CASES = [
         id="tolerance-too-small",
     ),
     pytest.param(
-        _set("integrations.helpdesk.kind", "zendesk"),
+        _set("integrations.helpdesk.kind", "freshdesk"),
         "integrations.helpdesk.kind",
-        "standard-webhooks",
+        "standard-webhooks, zammad, zendesk",
         id="unknown-integration-kind",
     ),
     pytest.param(

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.deliveries import DeliveryService
-from bridge.helpdesk.signatures import StandardWebhooksVerifier, signed_headers
+from bridge.helpdesk.kinds.standard_webhooks import StandardWebhooksVerifier, signed_headers
 from bridge.invites import InviteService
 from bridge.registration import RegistrationService
 from bridge.sessions import SessionService, Settings

@@ -28,7 +28,7 @@ from sqlalchemy import func, select, text
 import store.migrate
 from bridge.deliveries import DeliveryService
 from bridge.errors import InviteGone
-from bridge.helpdesk.signatures import StandardWebhooksVerifier, sign
+from bridge.helpdesk.kinds.standard_webhooks import StandardWebhooksVerifier, sign
 from bridge.invites import InviteService, hash_token
 from bridge.registration import RegistrationService
 from bridge.sessions import SessionService, Settings
