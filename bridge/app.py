@@ -15,6 +15,7 @@ import store.migrate
 from bridge.config import Config
 from bridge.deliveries import DeliveryService
 from bridge.errors import SealroomError
+from bridge.helpdesk.integration import Integration
 from bridge.invites import InviteService
 from bridge.jobs import JobRunner
 from bridge.matrix.admin import AdminRegistrationTokens, SynapseAdmin
@@ -95,6 +96,11 @@ class App:
                 topic_template=config.rooms.topic_template,
                 room_version=config.rooms.room_version,
                 agents=dict(config.agents),
+                integration_agents={
+                    name: dict(integration.agents)
+                    for name, integration in config.integrations.items()
+                    if integration.agents
+                },
                 registration_enabled=config.registration.enabled,
                 registration_token_lifetime=timedelta(
                     minutes=config.registration.token_lifetime_minutes
@@ -118,7 +124,10 @@ class App:
                 self.invites,
                 registration,
             ),
-            {name: integration.verifier() for name, integration in config.integrations.items()},
+            {
+                name: Integration(integration.verifier(), integration.field_map())
+                for name, integration in config.integrations.items()
+            },
             WebSettings(
                 public_base_url=config.http.public_base_url,
                 homeserver_url=config.homeserver.url,

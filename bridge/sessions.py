@@ -7,8 +7,8 @@ nio; everything that touches the homeserver is a durable job (see `bridge.room_j
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -63,10 +63,15 @@ class Settings:
     agents: dict[str, str]
     registration_enabled: bool = False
     registration_token_lifetime: timedelta = timedelta(minutes=30)
+    # Per integration: that helpdesk's own agent ids -> Matrix IDs (before `agents`).
+    integration_agents: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
-    def agent_user_id(self, agent: str) -> str | None:
-        """The Matrix account mapped to a helpdesk agent (case-insensitive), if any."""
-        return self.agents.get(agent.strip().lower())
+    def agent_user_id(self, agent: str, integration: str | None = None) -> str | None:
+        """The Matrix account mapped to a helpdesk agent (case-insensitive), if any: the
+        integration's own map first, then the global one."""
+        key = agent.strip().lower()
+        own = self.integration_agents.get(integration or "", {})
+        return own.get(key) or self.agents.get(key)
 
 
 @dataclass(frozen=True)
@@ -115,11 +120,12 @@ class SessionService:
             SessionClosed: the ticket's session is still being closed.
             store.Conflict: a concurrent twin created the session first (run again).
         """
-        agent_user_id = self.settings.agent_user_id(request.agent)
+        agent_user_id = self.settings.agent_user_id(request.agent, integration)
         if agent_user_id is None:
             raise AgentUnknown(
                 f"agent: {request.agent!r} is not mapped to a Matrix account; add it under "
-                "`agents:` in sealroom's configuration.",
+                f"`agents:` (or `integrations.{integration}.agents:`) in sealroom's "
+                "configuration.",
                 ["agent"],
             )
         # The row lock makes concurrent re-opens of one ticket take turns (PostgreSQL's READ

@@ -7,11 +7,14 @@ characters out of identifiers.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bridge.errors import PayloadInvalid
+from bridge.helpdesk import mapping
+from bridge.helpdesk.mapping import FieldMap
 from bridge.untrusted import loads_object, text_problem
 from store.limits import AGENT_REF_MAX, SUBJECT_MAX, TICKET_REF_MAX
 
@@ -102,9 +105,44 @@ def _describe(error: Any) -> str:
     return message[:1].lower() + message[1:]
 
 
+@dataclass(frozen=True)
+class Parsed:
+    """A webhook body in sealroom's terms, and where in the sender's JSON each value was."""
+
+    body: WebhookBody
+    sources: dict[str, str]
+
+    def path_of(self, entry: str) -> str:
+        """The sender's path for a mapping entry ("agent", "ticket_id", ...)."""
+        return self.sources.get(entry, entry)
+
+
+_OWN_SOURCES = {
+    "event": "event",
+    "ticket_id": "ticket.id",
+    "subject": "ticket.subject",
+    "agent": "agent",
+    "customer_name": "customer.name",
+    "customer_email": "customer.email",
+}
+
+
 def parse(body: bytes) -> WebhookBody:
-    """Raises PayloadInvalid naming every bad or missing field."""
+    """sealroom's own body. Raises PayloadInvalid naming every bad or missing field."""
+    return read(body).body
+
+
+def read(body: bytes, field_map: FieldMap | None = None) -> Parsed:
+    """sealroom's own body, or with `field_map` a helpdesk's JSON read through it.
+
+    Raises:
+        PayloadInvalid: naming every bad or missing field (as the sender's paths).
+    """
     raw = loads_object(body)
+    sources = dict(_OWN_SOURCES)
+    if field_map is not None:
+        mapped = mapping.apply(field_map, raw)
+        raw, sources = mapped.native, mapped.source
     try:
         parsed = WebhookBody.model_validate(raw)
     except ValidationError as err:
@@ -112,6 +150,8 @@ def parse(body: bytes) -> WebhookBody:
         problems: list[str] = []
         for error in err.errors():
             loc = ".".join(str(part) for part in error["loc"]) or "(body)"
+            if field_map is not None:
+                loc = mapping.native_path(sources, loc)
             if loc not in fields:
                 fields.append(loc)
                 problems.append(f"{loc} {_describe(error)}")
@@ -119,7 +159,8 @@ def parse(body: bytes) -> WebhookBody:
             "Invalid webhook body: " + "; ".join(problems) + ".", fields
         ) from None
     if parsed.event == "open" and not parsed.agent:
+        agent = sources["agent"]
         raise PayloadInvalid(
-            "Invalid webhook body: agent is required to open a session.", ["agent"]
+            f"Invalid webhook body: {agent} is required to open a session.", [agent]
         )
-    return parsed
+    return Parsed(parsed, sources)

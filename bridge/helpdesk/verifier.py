@@ -20,8 +20,13 @@ import re
 from collections.abc import Mapping
 from typing import Protocol, get_args
 
+from pydantic import Field, field_validator, model_validator
+
 from bridge.config_fields import Section
 from bridge.errors import SignatureInvalid
+from bridge.helpdesk.mapping import FieldMap, FieldsOptions
+from bridge.helpdesk.presets import PRESETS
+from bridge.ids import is_user_id
 from store.limits import WEBHOOK_ID_MAX
 
 # Delivery ids are stored to recognise replays: they must fit their column and be plain text.
@@ -46,6 +51,43 @@ class IntegrationOptions(Section):
     """The options every integration has; each kind adds its own."""
 
     kind: str
+    # Where sealroom finds what it needs in this helpdesk's JSON (bridge.helpdesk.mapping):
+    # a preset, and/or per-entry overrides. Neither: sealroom's own body.
+    preset: str | None = None
+    fields: FieldsOptions | None = None
+    # This helpdesk's agent ids or e-mails -> Matrix IDs, looked up before the global agents:.
+    agents: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, value: str | None) -> str | None:
+        if value is not None and value not in PRESETS:
+            raise ValueError("must be one of " + ", ".join(PRESETS))
+        return value
+
+    @field_validator("agents")
+    @classmethod
+    def _agents(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [key for key, user_id in value.items() if not is_user_id(user_id)]
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)}: map each of this helpdesk's agents to a Matrix user ID "
+                "like @alice:example.org"
+            )
+        return {key.strip().lower(): user_id for key, user_id in value.items()}
+
+    @model_validator(mode="after")
+    def _complete_mapping(self) -> IntegrationOptions:
+        field_map = self.field_map()
+        if field_map is not None and (problems := field_map.problems()):
+            raise ValueError("; ".join(problems))
+        return self
+
+    def field_map(self) -> FieldMap | None:
+        """The mapping to read this helpdesk's body with; None for sealroom's own body."""
+        if self.preset is None and self.fields is None:
+            return None
+        return PRESETS[self.preset or "sealroom"].overridden(self.fields)
 
     def verifier(self) -> Verifier:
         """Build the kind's verifier.

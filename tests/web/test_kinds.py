@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 
 import store.migrate
 from bridge.deliveries import DeliveryService
+from bridge.helpdesk.integration import Integration
 from bridge.helpdesk.kinds import github_hmac, shared_secret, standard_webhooks, zammad, zendesk
 from bridge.helpdesk.verifier import Verifier
 from bridge.invites import InviteService
@@ -185,7 +186,7 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
             invites,
             RegistrationService(database, sessions, invites, None),
         ),
-        VERIFIERS,
+        {name: Integration(verifier) for name, verifier in VERIFIERS.items()},
         WebSettings(
             public_base_url="https://sealroom.example.org",
             homeserver_url="https://matrix.example.org",
