@@ -17,7 +17,7 @@ import structlog
 import store.audit
 import store.invites
 import store.sessions
-from bridge.errors import AgentUnknown, SessionClosed
+from bridge.errors import AgentUnknown, SessionClosed, TicketUnknown
 from bridge.jobs import Action, schedule
 from store import Database, SecureSession, Transaction
 
@@ -79,6 +79,8 @@ class OpenRequest:
     ticket_ref: str
     subject: str
     agent: str
+    # A reassign: hand the ticket's live session to `agent`, but never start one.
+    reassign: bool = False
 
 
 def room_alias_localpart(session_id: str) -> str:
@@ -142,6 +144,11 @@ class SessionService:
             if session.agent_user_id != agent_user_id:
                 await self._hand_over(db, session, request.agent, agent_user_id, now)
             return session, True
+        if request.reassign:
+            raise TicketUnknown(
+                f"There is no open secure session for ticket {request.ticket_ref!r} to hand "
+                "over; a reassign never opens one."
+            )
         session_id = str(uuid.uuid4())
         session = SecureSession(
             id=session_id,

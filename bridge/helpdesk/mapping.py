@@ -8,8 +8,9 @@ space (a first and a last name).
 
 `event` says where the event is, and `open` / `close` / `reassign` which of its values mean
 what (compared case-blind; `"*"` in `open` means "any value not listed under close or
-reassign"). A reassign is an open naming the ticket's (new) agent: the session's agent changes,
-they are invited, and the helpdesk gets a fresh link as with any re-open.
+reassign"). A reassign hands the ticket's live session to the agent it names (who is invited;
+the answer carries a fresh link, as any re-open does) and never starts a session: without one it
+is answered 404.
 
 Every mapped value goes through the same model as sealroom's own body
 (`bridge.helpdesk.payloads.WebhookBody`): the same text checks and length limits, with errors
@@ -238,7 +239,9 @@ def _event(field_map: FieldMap, value: str, path: str) -> str:
 
     if means(field_map.close):
         return "close"
-    if means(field_map.reassign) or means(field_map.open):
+    if means(field_map.reassign):
+        return "reassign"
+    if means(field_map.open):
         return "open"
     if ANY in field_map.open:
         return "open"

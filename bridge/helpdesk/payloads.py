@@ -76,7 +76,7 @@ class Customer(BaseModel):
 class WebhookBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    event: Literal["open", "close"]
+    event: Literal["open", "close", "reassign"]
     ticket: Ticket
     agent: str = Field(default="", max_length=AGENT_REF_MAX)
     customer: Customer = Customer()
@@ -158,7 +158,7 @@ def read(body: bytes, field_map: FieldMap | None = None) -> Parsed:
         raise PayloadInvalid(
             "Invalid webhook body: " + "; ".join(problems) + ".", fields
         ) from None
-    if parsed.event == "open" and not parsed.agent:
+    if parsed.event in ("open", "reassign") and not parsed.agent:
         agent = sources["agent"]
         raise PayloadInvalid(
             f"Invalid webhook body: {agent} is required to open a session.", [agent]

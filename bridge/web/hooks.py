@@ -36,11 +36,16 @@ async def receive_webhook(request: web.Request) -> web.Response:
         structlog.contextvars.bind_contextvars(ticket_ref=payload.ticket.id)
         delivery = Delivery(integration, webhook_id)
         deliveries = request.app[SERVICES].deliveries
-        if payload.event == "open":
+        if payload.event in ("open", "reassign"):
             try:
                 outcome = await deliveries.open(
                     delivery,
-                    OpenRequest(payload.ticket.id, payload.ticket.subject, payload.agent),
+                    OpenRequest(
+                        payload.ticket.id,
+                        payload.ticket.subject,
+                        payload.agent,
+                        reassign=payload.event == "reassign",
+                    ),
                 )
             except AgentUnknown as err:
                 err.fields = [parsed.path_of("agent")]  # where the sender put the agent

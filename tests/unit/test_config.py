@@ -559,3 +559,48 @@ def test_check_config_reports_a_missing_file(
 
     assert code == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("options", "key_path", "hint"),
+    [
+        pytest.param(
+            {"preset": "servicenow"}, "integrations.helpdesk.preset", "zammad", id="preset"
+        ),
+        pytest.param(
+            {"fields": {"ticket_id": "ticket id"}},
+            "integrations.helpdesk.fields.ticket_id",
+            "JSON pointer",
+            id="path",
+        ),
+        pytest.param(
+            {"fields": {"ticket": "/id"}},
+            "integrations.helpdesk.fields.ticket",
+            "unknown option",
+            id="field-name",
+        ),
+        pytest.param(
+            {"fields": {"close": [""]}}, "integrations.helpdesk.fields.close", "empty", id="value"
+        ),
+        pytest.param(
+            {"agents": {"42": "bob"}}, "integrations.helpdesk.agents", "42", id="agent-id"
+        ),
+    ],
+)
+def test_mapping_mistakes_are_reported_with_their_key_path(
+    tmp_path: Path, options: dict[str, Any], key_path: str, hint: str
+) -> None:
+    raw = minimal()
+    raw["integrations"]["helpdesk"].update(options)
+
+    assert hint in problem_at(problems_of(tmp_path, raw), key_path)
+
+
+def test_integration_agents_are_looked_up_before_the_global_map(tmp_path: Path) -> None:
+    raw = minimal()
+    raw["integrations"]["helpdesk"]["agents"] = {"Alice@Example.com": "@alice2:example.org"}
+
+    config = load(write(tmp_path, raw))
+
+    assert config.integrations["helpdesk"].agents == {"alice@example.com": "@alice2:example.org"}
+    assert config.integrations["helpdesk"].field_map() is None  # sealroom's own body

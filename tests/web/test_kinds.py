@@ -26,6 +26,7 @@ import store.migrate
 from bridge.deliveries import DeliveryService
 from bridge.helpdesk.integration import Integration
 from bridge.helpdesk.kinds import github_hmac, shared_secret, standard_webhooks, zammad, zendesk
+from bridge.helpdesk.presets import PRESETS
 from bridge.helpdesk.verifier import Verifier
 from bridge.invites import InviteService
 from bridge.registration import RegistrationService
@@ -33,6 +34,7 @@ from bridge.sessions import SessionService, Settings
 from bridge.web.app import make_app
 from bridge.web.keys import Readiness, Services, WebSettings
 from store import Database, Job, SecureSession, WebhookDelivery
+from tests.support import helpdesks
 from tests.support.fakes import Clock
 
 SW_SECRET = "whsec_" + "c2VhbHJvb20td2ViLXRlc3Qtc2lnbmluZy1rZXk="
@@ -172,6 +174,7 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
             topic_template="Ticket {ticket_ref} ({subject})",
             room_version=None,
             agents={"alice@example.com": "@alice:example.org"},
+            integration_agents={"zammad-preset": {"emma@chrispresso.com": "@emma:example.org"}},
         ),
         clock=Clock(),
     )
@@ -186,7 +189,10 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
             invites,
             RegistrationService(database, sessions, invites, None),
         ),
-        {name: Integration(verifier) for name, verifier in VERIFIERS.items()},
+        {
+            **{name: Integration(verifier) for name, verifier in VERIFIERS.items()},
+            "zammad-preset": Integration(VERIFIERS["zammad"], PRESETS["zammad"]),
+        },
         WebSettings(
             public_base_url="https://sealroom.example.org",
             homeserver_url="https://matrix.example.org",
@@ -300,3 +306,62 @@ async def test_shared_secret_does_not_protect_the_body_as_its_docs_say(
 
     assert response.status == 422
     assert (await response.json())["errcode"] == "SEALROOM_AGENT_UNKNOWN"
+
+
+ZAMMAD_PRESET = Sender("zammad-preset", SENDERS[2].build, timestamped=False, has_delivery_id=True)
+
+
+async def test_a_preset_reads_the_vendors_payload_and_maps_its_agent(service: Service) -> None:
+    data = helpdesks.vector("zammad-default-payload.json")
+
+    response = await service.post(ZAMMAD_PRESET, data)
+
+    assert response.status == 201, await response.text()
+    async with service.database.transaction() as tx:
+        session = (await tx.execute(select(SecureSession))).scalar_one()
+    assert (session.ticket_ref, session.subject) == ("10081", "Webhook-Test")
+    assert session.agent_user_id == "@emma:example.org"  # the integration's own agents:
+
+    data["ticket"]["state"] = "closed"
+    closed = await service.post(ZAMMAD_PRESET, data)
+    assert closed.status == 202, await closed.text()
+
+
+async def test_a_missing_mapped_field_is_400_naming_the_path(service: Service) -> None:
+    data = helpdesks.vector("zammad-default-payload.json")
+    del data["ticket"]["number"]
+
+    response = await service.post(ZAMMAD_PRESET, data)
+
+    body = await response.json()
+    assert response.status == 400, body
+    assert body["fields"] == ["/ticket/number"]
+    assert "/ticket/number" in body["error"]
+
+
+async def test_an_unmapped_agent_is_422_naming_the_path_it_came_from(service: Service) -> None:
+    data = helpdesks.vector("zammad-default-payload.json")
+    data["ticket"]["owner"]["email"] = "nobody@chrispresso.com"
+
+    response = await service.post(ZAMMAD_PRESET, data)
+
+    body = await response.json()
+    assert response.status == 422, body
+    assert body["fields"] == ["/ticket/owner/email"]
+    assert "integrations.zammad-preset.agents" in body["error"]
+    assert await service.count(SecureSession) == 0
+
+
+async def test_a_reassign_hands_over_a_live_session_and_never_opens_one(service: Service) -> None:
+    sender = SENDERS[0]
+    reassign = {**OPEN, "event": "reassign"}
+
+    lonely = await service.post(sender, reassign)
+    assert lonely.status == 404, await lonely.text()
+    assert await service.count(SecureSession) == 0
+
+    assert (await service.post(sender, OPEN)).status == 201
+    handed = await service.post(sender, reassign)
+    assert handed.status == 200, await handed.text()
+    assert "invite_url" in await handed.json()
+    assert await service.count(SecureSession) == 1
