@@ -105,6 +105,12 @@ def config_secrets(config: Config) -> list[str | None]:
             for integration in config.integrations.values()
             for value in integration.secret_values()
         ),
+        *(
+            value
+            for integration in config.integrations.values()
+            if integration.outbound is not None
+            for value in integration.outbound.secret_values()
+        ),
     ]
 
 

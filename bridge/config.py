@@ -268,6 +268,11 @@ def _secret_problems(config: Config) -> list[str]:
         ("bot", config.bot.pickle_key_value),
     ]
     checks += [(f"integrations.{name}", i.verifier) for name, i in config.integrations.items()]
+    checks += [
+        (f"integrations.{name}", i.outbound.secret_values)
+        for name, i in config.integrations.items()
+        if i.outbound is not None
+    ]
     for section, getter in checks:
         try:
             getter()
@@ -354,10 +359,12 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
     if isinstance(integrations, dict):
         for integration in integrations.values():
             if isinstance(integration, dict):
-                for key, value in integration.items():
-                    if key.endswith("_file") and isinstance(value, str):
-                        if not Path(value).is_absolute():
-                            integration[key] = str(base_dir / value)
+                sections = [integration, integration.get("outbound")]
+                for section in (s for s in sections if isinstance(s, dict)):
+                    for key, value in section.items():
+                        if key.endswith("_file") and isinstance(value, str):
+                            if not Path(value).is_absolute():
+                                section[key] = str(base_dir / value)
 
 
 def load(path: Path) -> Config:

@@ -19,6 +19,7 @@ import store.invites
 import store.sessions
 from bridge.errors import AgentUnknown, SessionClosed, TicketUnknown
 from bridge.jobs import Action, schedule
+from bridge.ticket_notes import Milestone, TicketUpdates, schedule_milestone
 from store import Database, SecureSession, Transaction
 
 log = structlog.stdlib.get_logger(__name__)
@@ -65,6 +66,8 @@ class Settings:
     registration_token_lifetime: timedelta = timedelta(minutes=30)
     # Per integration: that helpdesk's own agent ids -> Matrix IDs (before `agents`).
     integration_agents: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Per integration: what is posted back into its tickets (bridge.ticket_notes).
+    ticket_updates: Mapping[str, TicketUpdates] = field(default_factory=dict)
 
     def agent_user_id(self, agent: str, integration: str | None = None) -> str | None:
         """The Matrix account mapped to a helpdesk agent (case-insensitive), if any: the
@@ -251,11 +254,18 @@ class SessionService:
 
     async def opened(self, db: Transaction, session: SecureSession, now: datetime) -> None:
         """The room exists: a pending session becomes open (a closing one stays closing)."""
-        if session.state == SessionState.PENDING:
-            await self._move(db, session, SessionState.OPEN, now)
+        if session.state == SessionState.PENDING and await self._move(
+            db, session, SessionState.OPEN, now
+        ):
+            await schedule_milestone(
+                db, self.settings.ticket_updates, session, Milestone.ROOM_READY, now
+            )
 
     async def closed(self, db: Transaction, session: SecureSession, now: datetime) -> None:
-        await self._move(db, session, SessionState.CLOSED, now)
+        if await self._move(db, session, SessionState.CLOSED, now):
+            await schedule_milestone(
+                db, self.settings.ticket_updates, session, Milestone.SESSION_CLOSED, now
+            )
 
     async def expire_if_due(self, session_id: str | None) -> None:
         """Close a live session whose time ran out; an earlier expiry job of an extended

@@ -21,13 +21,14 @@ from collections.abc import Mapping
 from typing import Protocol, get_args
 
 from pydantic import Field, field_validator, model_validator
+from store.limits import WEBHOOK_ID_MAX
 
 from bridge.config_fields import Section
 from bridge.errors import SignatureInvalid
 from bridge.helpdesk.mapping import FieldMap, FieldsOptions
+from bridge.helpdesk.outbound_options import OutboundOptions
 from bridge.helpdesk.presets import PRESETS
 from bridge.ids import is_user_id
-from store.limits import WEBHOOK_ID_MAX
 
 # Delivery ids are stored to recognise replays: they must fit their column and be plain text.
 _DELIVERY_ID = re.compile(rf"[\x21-\x7e]{{1,{WEBHOOK_ID_MAX}}}")
@@ -57,6 +58,8 @@ class IntegrationOptions(Section):
     fields: FieldsOptions | None = None
     # This helpdesk's agent ids or e-mails -> Matrix IDs, looked up before the global agents:.
     agents: dict[str, str] = Field(default_factory=dict)
+    # Posting the invite link and the milestones back into the ticket; null: nothing is posted.
+    outbound: OutboundOptions | None = None
 
     @field_validator("preset")
     @classmethod

@@ -6,7 +6,7 @@ import structlog
 from aiohttp import web
 
 from bridge import metrics
-from bridge.deliveries import Delivery, OutcomeKind
+from bridge.deliveries import Delivery, OutcomeKind, invite_url
 from bridge.errors import AgentUnknown, IntegrationUnknown, SealroomError
 from bridge.helpdesk import payloads
 from bridge.sessions import OpenRequest
@@ -59,7 +59,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
     body_out = dict(outcome.body)
     if outcome.invite_token is not None:
         base = request.app[SETTINGS].public_base_url
-        body_out["invite_url"] = f"{base}/i#{outcome.invite_token}"
+        body_out["invite_url"] = invite_url(base, outcome.invite_token)
     if outcome.replayed:
         body_out["replayed"] = True
     metrics.WEBHOOKS.labels(integration, "replayed" if outcome.replayed else "accepted").inc()

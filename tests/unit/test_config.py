@@ -39,6 +39,9 @@ EXAMPLE_ENV = {
     "SEALROOM_TOOLS_SECRET": "tools-hmac-secret-for-tests",
     "SEALROOM_FRESHDESK_TOKEN": "freshdesk-bearer-token-for-tests",
     "SEALROOM_JIRA_PASSWORD": "jira-basic-password-for-tests",
+    "SEALROOM_ZENDESK_API_TOKEN": "zendesk-api-token-for-tests",
+    "SEALROOM_ZAMMAD_API_TOKEN": "zammad-api-token-for-tests",
+    "SEALROOM_CALLBACK_SECRET": "whsec_" + "c2VhbHJvb20tY2FsbGJhY2stc2VjcmV0",
 }
 
 
@@ -604,3 +607,80 @@ def test_integration_agents_are_looked_up_before_the_global_map(tmp_path: Path) 
 
     assert config.integrations["helpdesk"].agents == {"alice@example.com": "@alice2:example.org"}
     assert config.integrations["helpdesk"].field_map() is None  # sealroom's own body
+
+
+@pytest.mark.parametrize(
+    ("outbound", "key_path", "hint"),
+    [
+        pytest.param(
+            {"kind": "zendesk", "url": "https://x.zendesk.com", "token": "t" * 20},
+            "integrations.helpdesk.outbound.email",
+            "e-mail",
+            id="zendesk-email",
+        ),
+        pytest.param(
+            {"kind": "zammad", "url": "https://zammad.example.com"},
+            "integrations.helpdesk.outbound.token",
+            "token_file",
+            id="zammad-token",
+        ),
+        pytest.param(
+            {"kind": "callback", "url": "https://h.example.com/e", "secret": "whsec_c2hvcnQ="},
+            "integrations.helpdesk.outbound.secret",
+            "whsec_",
+            id="callback-secret",
+        ),
+        pytest.param(
+            {"kind": "zammad", "url": "ftp://x", "token": "t" * 20},
+            "integrations.helpdesk.outbound.url",
+            "https://",
+            id="url",
+        ),
+        pytest.param(
+            {
+                "kind": "zammad",
+                "url": "https://z.example.com",
+                "token": "t" * 20,
+                "allowed_hosts": ["z.example.com:443"],
+            },
+            "integrations.helpdesk.outbound.allowed_hosts",
+            "no port",
+            id="host",
+        ),
+        pytest.param(
+            {
+                "kind": "zammad",
+                "url": "https://z.example.com",
+                "token": "t" * 20,
+                "milestones": ["room_gone"],
+            },
+            "integrations.helpdesk.outbound.milestones.0",
+            "room_ready",
+            id="milestone",
+        ),
+    ],
+)
+def test_outbound_mistakes_are_reported_with_their_key_path(
+    tmp_path: Path, outbound: dict[str, Any], key_path: str, hint: str
+) -> None:
+    raw = minimal()
+    raw["integrations"]["helpdesk"]["outbound"] = outbound
+
+    assert hint in problem_at(problems_of(tmp_path, raw), key_path)
+
+
+def test_outbound_credentials_are_redacted_from_logs(tmp_path: Path) -> None:
+    raw = minimal()
+    raw["integrations"]["helpdesk"]["outbound"] = {
+        "kind": "zammad",
+        "url": "https://zammad.example.com",
+        "token_file": "zammad-token",
+    }
+    (tmp_path / "zammad-token").write_text("zammad-token-from-a-file\n", encoding="utf-8")
+
+    config = load(write(tmp_path, raw))
+
+    assert "zammad-token-from-a-file" in cli.config_secrets(config)
+    outbound = config.integrations["helpdesk"].outbound
+    assert outbound is not None
+    assert outbound.hosts == {"zammad.example.com"}
