@@ -15,7 +15,8 @@ import store.migrate
 from bridge.config import Config
 from bridge.deliveries import DeliveryService
 from bridge.errors import SealroomError
-from bridge.helpdesk.signatures import StandardWebhooksVerifier
+from bridge.helpdesk import outbound
+from bridge.helpdesk.integration import Integration
 from bridge.invites import InviteService
 from bridge.jobs import JobRunner
 from bridge.matrix.admin import AdminRegistrationTokens, AdminRoomPurger, SynapseAdmin
@@ -29,6 +30,7 @@ from bridge.room_events import RoomEventService
 from bridge.room_jobs import RoomJobs
 from bridge.sessions import SessionService, Settings, utcnow
 from bridge.tasks import cancel_and_wait
+from bridge.ticket_notes import LinkSealer, TicketNotes, TicketUpdates
 from bridge.web.app import make_app
 from bridge.web.keys import Readiness, Services, WebSettings
 from bridge.web.server import WebServer
@@ -96,13 +98,36 @@ class App:
                 topic_template=config.rooms.topic_template,
                 room_version=config.rooms.room_version,
                 agents=dict(config.agents),
+                integration_agents={
+                    name: dict(integration.agents)
+                    for name, integration in config.integrations.items()
+                    if integration.agents
+                },
                 registration_enabled=config.registration.enabled,
                 registration_token_lifetime=timedelta(
                     minutes=config.registration.token_lifetime_minutes
                 ),
                 public_base_url=config.http.public_base_url,
+                ticket_updates={
+                    name: TicketUpdates(
+                        frozenset(integration.outbound.milestones),
+                        integration.outbound.public_reply,
+                    )
+                    for name, integration in config.integrations.items()
+                    if integration.outbound is not None
+                },
             ),
             wake_jobs=self.jobs.wake,
+        )
+        # Back into the tickets (#10): one adapter per integration with `outbound:`.
+        self.ticket_systems = {
+            name: outbound.build(name, integration.outbound)
+            for name, integration in config.integrations.items()
+            if integration.outbound is not None
+        }
+        self.link_sealer = LinkSealer(config.bot.data_dir / "link.key")
+        TicketNotes(self.database, self.ticket_systems, self.link_sealer, utcnow).register(
+            self.jobs
         )
         self.invites = InviteService(self.database, self.sessions, self.admin)
         registration = RegistrationService(
@@ -122,14 +147,18 @@ class App:
         )
         self.web_app = make_app(
             Services(
-                DeliveryService(self.database, self.sessions, self.invites),
+                DeliveryService(
+                    self.database,
+                    self.sessions,
+                    self.invites,
+                    sealer=self.link_sealer,
+                    public_base_url=config.http.public_base_url,
+                ),
                 self.invites,
                 registration,
             ),
             {
-                name: StandardWebhooksVerifier(
-                    integration.secret_value(), integration.tolerance_seconds
-                )
+                name: Integration(integration.verifier(), integration.field_map())
                 for name, integration in config.integrations.items()
             },
             WebSettings(
@@ -197,6 +226,8 @@ class App:
             self._identity_task = None
         await self.web.stop()
         await self.jobs.stop()
+        for system in self.ticket_systems.values():
+            await system.close()
         await self.bot.stop()
         await self.admin.close()
         await self.database.close()

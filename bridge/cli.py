@@ -100,7 +100,17 @@ def config_secrets(config: Config) -> list[str | None]:
         config.bot.password_value(),
         config.bot.access_token_value(),
         config.bot.pickle_key_value(),
-        *(integration.secret_value() for integration in config.integrations.values()),
+        *(
+            value
+            for integration in config.integrations.values()
+            for value in integration.secret_values()
+        ),
+        *(
+            value
+            for integration in config.integrations.values()
+            if integration.outbound is not None
+            for value in integration.outbound.secret_values()
+        ),
     ]
 
 

@@ -6,59 +6,28 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 
+from bridge.config_fields import Section, check_http_url, read_secret
 from bridge.errors import ConfigError
+from bridge.helpdesk.kinds import kind_names, option_models
+from bridge.helpdesk.verifier import IntegrationOptions
 from bridge.ids import is_user_id
 
 # How long a client may take to send a request's headers, and then its body (slowloris).
 DEFAULT_CLIENT_TIMEOUT_SECONDS = 20.0
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-# Values copied from config.example.yaml that must never run in production.
-_FORBIDDEN_SECRETS = {"change-me", "changeme", "secret", "password"}
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _check_http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(
-            "must be an http:// or https:// URL, for example https://matrix.example.org"
-        )
-    return value.rstrip("/")
-
-
-def _secret(
-    value: SecretStr | None, file: Path | None, key: str, *, required: bool
-) -> SecretStr | None:
-    if value is not None and file is not None:
-        raise ValueError(f"{key}: set either {key} or {key}_file, not both")
-    if file is not None:
-        try:
-            text = file.read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise ValueError(f"{key}_file: cannot read {file}: {err.strerror}") from None
-        if not text:
-            raise ValueError(f"{key}_file: {file} is empty")
-        value = SecretStr(text)
-    if value is not None and value.get_secret_value().strip().lower() in _FORBIDDEN_SECRETS:
-        raise ValueError(f"{key}: replace the example value with a real secret")
-    if required and value is None:
-        raise ValueError(f"{key}: set {key} (or {key}_file)")
-    return value
+_Section = Section
+_check_http_url = check_http_url
+_secret = read_secret
 
 
 class HomeserverConfig(_Section):
@@ -145,26 +114,11 @@ class HttpConfig(_Section):
     _url = field_validator("public_base_url")(_check_http_url)
 
 
-class IntegrationConfig(_Section):
-    kind: Literal["standard-webhooks"]
-    secret: SecretStr | None = None
-    secret_file: Path | None = None
-    tolerance_seconds: int = Field(default=300, ge=10, le=3600)
-
-    def secret_value(self) -> str:
-        secret = _secret(self.secret, self.secret_file, "secret", required=True)
-        assert secret is not None
-        value = secret.get_secret_value()
-        try:
-            key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
-        except (binascii.Error, ValueError):
-            key = b""
-        if len(key) < 16:
-            raise ValueError(
-                "secret: must be whsec_ followed by base64 of at least 16 random bytes, "
-                "as the helpdesk shows it"
-            )
-        return value
+if TYPE_CHECKING:
+    IntegrationConfig = IntegrationOptions
+else:
+    # One model per kind (bridge/helpdesk/kinds/), chosen by the `kind` key.
+    IntegrationConfig = Annotated[Union[option_models()], Field(discriminator="kind")]  # noqa: UP007
 
 
 _TEMPLATE_FIELDS = {"ticket_ref": "T-1", "subject": "subject", "integration": "helpdesk"}
@@ -315,7 +269,12 @@ def _secret_problems(config: Config) -> list[str]:
         ("bot", config.bot.access_token_value),
         ("bot", config.bot.pickle_key_value),
     ]
-    checks += [(f"integrations.{name}", i.secret_value) for name, i in config.integrations.items()]
+    checks += [(f"integrations.{name}", i.verifier) for name, i in config.integrations.items()]
+    checks += [
+        (f"integrations.{name}", i.outbound.secret_values)
+        for name, i in config.integrations.items()
+        if i.outbound is not None
+    ]
     for section, getter in checks:
         try:
             getter()
@@ -346,10 +305,17 @@ def parse(raw: Any, base_dir: Path | None = None) -> Config:
         config = Config.model_validate(raw)
     except ValidationError as err:
         for error in err.errors():
-            loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            parts = _key_path(error["loc"])
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 message = "unknown option (check the spelling against config.example.yaml)"
+            elif error["type"] == "union_tag_invalid":
+                parts.append("kind")
+                message = "must be one of " + ", ".join(kind_names())
+            elif error["type"] == "union_tag_not_found":
+                parts.append("kind")
+                message = "is required: one of " + ", ".join(kind_names())
+            loc = ".".join(parts) or "(top level)"
             problems.append(f"{loc}: {message}")
         raise ConfigError(problems) from None
     if config.registration.enabled and not any(p.startswith("homeserver.admin") for p in problems):
@@ -370,6 +336,15 @@ def parse(raw: Any, base_dir: Path | None = None) -> Config:
     return config
 
 
+def _key_path(loc: tuple[int | str, ...]) -> list[str]:
+    """pydantic's error location as the YAML key path: an integration's options are checked by
+    its kind's model, whose tag (`integrations.<name>.<kind>.secret`) is not a key in the file."""
+    parts = [str(part) for part in loc]
+    if len(parts) > 2 and parts[0] == "integrations" and parts[2] in kind_names():
+        del parts[2]
+    return parts
+
+
 def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
     """Make relative paths relative to the config file's folder, not the working directory."""
     bot = raw.get("bot")
@@ -386,9 +361,12 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
     if isinstance(integrations, dict):
         for integration in integrations.values():
             if isinstance(integration, dict):
-                value = integration.get("secret_file")
-                if isinstance(value, str) and not Path(value).is_absolute():
-                    integration["secret_file"] = str(base_dir / value)
+                sections = [integration, integration.get("outbound")]
+                for section in (s for s in sections if isinstance(s, dict)):
+                    for key, value in section.items():
+                        if key.endswith("_file") and isinstance(value, str):
+                            if not Path(value).is_absolute():
+                                section[key] = str(base_dir / value)
 
 
 def load(path: Path) -> Config:

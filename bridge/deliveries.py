@@ -17,9 +17,16 @@ import store.sessions
 from bridge.errors import TicketUnknown
 from bridge.invites import InviteService
 from bridge.sessions import OpenRequest, SessionService
+from bridge.ticket_notes import LinkSealer, schedule_link_reply
 from store import Conflict, Database, Transaction, WebhookDelivery
 
 log = structlog.stdlib.get_logger(__name__)
+
+
+def invite_url(public_base_url: str, token: str) -> str:
+    """The link a customer opens: the token in the fragment, never sent to a server."""
+    return f"{public_base_url}/i#{token}"
+
 
 # A concurrent twin (same delivery, or same ticket) can win a race once; then ours replays or
 # reuses. More rounds than that means something else is wrong.
@@ -52,11 +59,20 @@ class WebhookOutcome:
 
 class DeliveryService:
     def __init__(
-        self, database: Database, sessions: SessionService, invites: InviteService
+        self,
+        database: Database,
+        sessions: SessionService,
+        invites: InviteService,
+        *,
+        sealer: LinkSealer | None = None,
+        public_base_url: str = "",
     ) -> None:
         self.database = database
         self.sessions = sessions
         self.invites = invites
+        # For the public reply with the link (bridge.ticket_notes); None: never posted.
+        self.sealer = sealer
+        self.public_base_url = public_base_url
 
     async def open(self, delivery: Delivery, request: OpenRequest) -> WebhookOutcome:
         """Record the session, its invite and the room job durably; a replay does nothing.
@@ -83,6 +99,16 @@ class DeliveryService:
                 db, delivery.integration, request, now
             )
             invite, token = await self.invites.issue(db, session, now)
+            await schedule_link_reply(
+                db,
+                self.sessions.settings.ticket_updates,
+                self.sealer,
+                session,
+                invite.id,
+                invite_url(self.public_base_url, token),
+                invite.expires_at,
+                now,
+            )
             kind = OutcomeKind.REUSED if reused else OutcomeKind.CREATED
             body = {
                 "session_id": session.id,

@@ -139,3 +139,17 @@ class RegistrationNotVerified(SealroomError):
 class TooManyAttempts(SealroomError):
     errcode = "SEALROOM_TOO_MANY_ATTEMPTS"
     default_message = "Too many attempts with this link. Ask your support agent for a new link."
+
+
+class TicketSystemUnavailable(SealroomError):
+    """The helpdesk's API could not be reached or answered with a server error; retry later."""
+
+    errcode = "SEALROOM_TICKET_SYSTEM_UNAVAILABLE"
+    default_message = "The helpdesk's API is not reachable right now."
+
+
+class TicketSystemRefused(SealroomError):
+    """The helpdesk's API refused for good, or the call is not allowed (host, redirect)."""
+
+    errcode = "SEALROOM_TICKET_SYSTEM_REFUSED"
+    default_message = "The helpdesk's API refused the request."

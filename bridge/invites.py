@@ -19,6 +19,7 @@ from bridge.ids import RoomID, UserID, parse_user_id, server_of
 from bridge.jobs import Action, schedule
 from bridge.ports import Accounts
 from bridge.sessions import SessionService, is_live
+from bridge.ticket_notes import Milestone, schedule_milestone
 from store import Database, Invite, SecureSession, Transaction
 
 log = structlog.stdlib.get_logger(__name__)
@@ -162,6 +163,14 @@ class InviteService:
                 params={"user_id": user_id, "invite_id": invite.id},
             )
             store.audit.record(db, now, action, session_id=session.id, actor=user_id)
+            await schedule_milestone(
+                db,
+                self.sessions.settings.ticket_updates,
+                session,
+                Milestone.LINK_USED,
+                now,
+                once_per=str(invite.id),
+            )
             result = Redeemed(
                 session_id=session.id,
                 user_id=user_id,

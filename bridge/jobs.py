@@ -44,6 +44,8 @@ class Action(StrEnum):
     NOTICE = "notice"
     CLOSE_ROOM = "close_room"
     EXPIRE = "expire"
+    TICKET_NOTE = "ticket_note"
+    TICKET_REPLY = "ticket_reply"
 
 
 @dataclass

@@ -121,3 +121,19 @@ class Accounts(Protocol):
     async def exists(self, user_id: UserID) -> bool:
         """Raises HomeserverUnavailable when the homeserver cannot tell right now."""
         ...
+
+
+class TicketSystem(Protocol):
+    """A helpdesk's API, to post into a ticket (bridge.helpdesk.outbound)."""
+
+    async def post(
+        self, ticket_ref: str, text: str, *, public: bool, key: str, event: str
+    ) -> None:
+        """Post `text` into the ticket once: `key` is the same on every retry, and a post
+        already made under it is not made again.
+
+        Raises:
+            TicketSystemUnavailable: try again later.
+            TicketSystemRefused: retrying cannot help.
+        """
+        ...

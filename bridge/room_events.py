@@ -7,6 +7,7 @@ replays the timeline.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from bridge.ids import UserID, parse_user_id
 from bridge.jobs import Action, first_time, schedule
 from bridge.room_jobs import schedule_notice
 from bridge.sessions import SessionService, SessionState
+from bridge.ticket_notes import Milestone, schedule_milestone
 from store import SecureSession, Transaction
 
 log = structlog.stdlib.get_logger(__name__)
@@ -172,6 +174,15 @@ class RoomEventService:
                 session_id=session.id,
                 params={"kind": "agent_welcome" if is_agent else "rules", "user_id": user_id},
             )
+            if not is_agent:
+                await schedule_milestone(
+                    db,
+                    self.sessions.settings.ticket_updates,
+                    session,
+                    Milestone.CUSTOMER_JOINED,
+                    now,
+                    once_per=hashlib.sha256(user_id.encode()).hexdigest()[:16],
+                )
             store.audit.record(db, now, "member.joined", session_id=session.id, actor=user_id)
             log.info("member.joined", session_id=session.id, room_id=room_id, agent=is_agent)
         self.sessions.wake_jobs()

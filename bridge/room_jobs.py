@@ -20,6 +20,7 @@ from bridge.invites import InviteService
 from bridge.jobs import Action, JobContext, JobRunner, RetryLater, run_now, running, schedule
 from bridge.ports import MatrixRooms, RoomPurger, RoomSpec
 from bridge.sessions import SessionService, SessionState, is_live, room_alias_localpart
+from bridge.ticket_notes import Milestone, schedule_milestone
 from bridge.wipe import RoomWipe, Sleep
 from store import SecureSession, Transaction
 
@@ -157,6 +158,15 @@ class RoomJobs:
                 user_id=user_id,
                 error=error,
                 link_usable=released,
+            )
+            # (#10) The ticket is told too, if its integration wants milestones.
+            await schedule_milestone(
+                db,
+                self.sessions.settings.ticket_updates,
+                session,
+                Milestone.INVITE_FAILED,
+                now,
+                once_per=str(job.job_id),
             )
             if session.room_id is not None and is_live(session):
                 await schedule_notice(

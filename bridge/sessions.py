@@ -7,8 +7,8 @@ nio; everything that touches the homeserver is a durable job (see `bridge.room_j
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -17,8 +17,9 @@ import structlog
 import store.audit
 import store.invites
 import store.sessions
-from bridge.errors import AgentUnknown, SessionClosed
+from bridge.errors import AgentUnknown, SessionClosed, TicketUnknown
 from bridge.jobs import Action, schedule
+from bridge.ticket_notes import Milestone, TicketUpdates, schedule_milestone
 from store import Database, SecureSession, Transaction
 
 log = structlog.stdlib.get_logger(__name__)
@@ -65,10 +66,17 @@ class Settings:
     registration_token_lifetime: timedelta = timedelta(minutes=30)
     # For links the bot hands the agent in the room (!link).
     public_base_url: str = ""
+    # Per integration: that helpdesk's own agent ids -> Matrix IDs (before `agents`).
+    integration_agents: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Per integration: what is posted back into its tickets (bridge.ticket_notes).
+    ticket_updates: Mapping[str, TicketUpdates] = field(default_factory=dict)
 
-    def agent_user_id(self, agent: str) -> str | None:
-        """The Matrix account mapped to a helpdesk agent (case-insensitive), if any."""
-        return self.agents.get(agent.strip().lower())
+    def agent_user_id(self, agent: str, integration: str | None = None) -> str | None:
+        """The Matrix account mapped to a helpdesk agent (case-insensitive), if any: the
+        integration's own map first, then the global one."""
+        key = agent.strip().lower()
+        own = self.integration_agents.get(integration or "", {})
+        return own.get(key) or self.agents.get(key)
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,8 @@ class OpenRequest:
     ticket_ref: str
     subject: str
     agent: str
+    # A reassign: hand the ticket's live session to `agent`, but never start one.
+    reassign: bool = False
 
 
 def room_alias_localpart(session_id: str) -> str:
@@ -117,11 +127,12 @@ class SessionService:
             SessionClosed: the ticket's session is still being closed.
             store.Conflict: a concurrent twin created the session first (run again).
         """
-        agent_user_id = self.settings.agent_user_id(request.agent)
+        agent_user_id = self.settings.agent_user_id(request.agent, integration)
         if agent_user_id is None:
             raise AgentUnknown(
                 f"agent: {request.agent!r} is not mapped to a Matrix account; add it under "
-                "`agents:` in sealroom's configuration.",
+                f"`agents:` (or `integrations.{integration}.agents:`) in sealroom's "
+                "configuration.",
                 ["agent"],
             )
         # The row lock makes concurrent re-opens of one ticket take turns (PostgreSQL's READ
@@ -138,6 +149,11 @@ class SessionService:
             if session.agent_user_id != agent_user_id:
                 await self._hand_over(db, session, request.agent, agent_user_id, now)
             return session, True
+        if request.reassign:
+            raise TicketUnknown(
+                f"There is no open secure session for ticket {request.ticket_ref!r} to hand "
+                "over; a reassign never opens one."
+            )
         session_id = str(uuid.uuid4())
         session = SecureSession(
             id=session_id,
@@ -240,11 +256,18 @@ class SessionService:
 
     async def opened(self, db: Transaction, session: SecureSession, now: datetime) -> None:
         """The room exists: a pending session becomes open (a closing one stays closing)."""
-        if session.state == SessionState.PENDING:
-            await self._move(db, session, SessionState.OPEN, now)
+        if session.state == SessionState.PENDING and await self._move(
+            db, session, SessionState.OPEN, now
+        ):
+            await schedule_milestone(
+                db, self.settings.ticket_updates, session, Milestone.ROOM_READY, now
+            )
 
     async def closed(self, db: Transaction, session: SecureSession, now: datetime) -> None:
-        await self._move(db, session, SessionState.CLOSED, now)
+        if await self._move(db, session, SessionState.CLOSED, now):
+            await schedule_milestone(
+                db, self.settings.ticket_updates, session, Milestone.SESSION_CLOSED, now
+            )
 
     async def expire_if_due(self, session_id: str | None) -> None:
         """Close a live session whose time ran out; an earlier expiry job of an extended

@@ -136,3 +136,8 @@ async def running(db: AsyncSession, session_id: str, action: str) -> bool:
         )
     )
     return result.first() is not None
+
+
+async def forget_params(db: AsyncSession, job_id: int, now: datetime) -> None:
+    """Drop a job's parameters (a sealed secret it no longer needs)."""
+    await db.execute(update(Job).where(Job.id == job_id).values(params={}, updated_at=now))

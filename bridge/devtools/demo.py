@@ -20,7 +20,7 @@ from aiohttp import ClientSession
 
 from bridge import logs
 from bridge.config import load
-from bridge.helpdesk.signatures import signed_headers
+from bridge.helpdesk.kinds.standard_webhooks import signed_headers
 
 CONFIG_TEMPLATE = """\
 # Written by `sealroom demo`. See config.example.yaml for every option.

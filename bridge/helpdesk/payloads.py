@@ -7,13 +7,16 @@ characters out of identifiers.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from store.limits import AGENT_REF_MAX, SUBJECT_MAX, TICKET_REF_MAX
 
 from bridge.errors import PayloadInvalid
+from bridge.helpdesk import mapping
+from bridge.helpdesk.mapping import FieldMap
 from bridge.untrusted import loads_object, text_problem
-from store.limits import AGENT_REF_MAX, SUBJECT_MAX, TICKET_REF_MAX
 
 # Customer details are read but never stored: their limits need no column to match.
 CUSTOMER_NAME_MAX = 255
@@ -73,7 +76,7 @@ class Customer(BaseModel):
 class WebhookBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    event: Literal["open", "close"]
+    event: Literal["open", "close", "reassign"]
     ticket: Ticket
     agent: str = Field(default="", max_length=AGENT_REF_MAX)
     customer: Customer = Customer()
@@ -102,9 +105,44 @@ def _describe(error: Any) -> str:
     return message[:1].lower() + message[1:]
 
 
+@dataclass(frozen=True)
+class Parsed:
+    """A webhook body in sealroom's terms, and where in the sender's JSON each value was."""
+
+    body: WebhookBody
+    sources: dict[str, str]
+
+    def path_of(self, entry: str) -> str:
+        """The sender's path for a mapping entry ("agent", "ticket_id", ...)."""
+        return self.sources.get(entry, entry)
+
+
+_OWN_SOURCES = {
+    "event": "event",
+    "ticket_id": "ticket.id",
+    "subject": "ticket.subject",
+    "agent": "agent",
+    "customer_name": "customer.name",
+    "customer_email": "customer.email",
+}
+
+
 def parse(body: bytes) -> WebhookBody:
-    """Raises PayloadInvalid naming every bad or missing field."""
+    """sealroom's own body. Raises PayloadInvalid naming every bad or missing field."""
+    return read(body).body
+
+
+def read(body: bytes, field_map: FieldMap | None = None) -> Parsed:
+    """sealroom's own body, or with `field_map` a helpdesk's JSON read through it.
+
+    Raises:
+        PayloadInvalid: naming every bad or missing field (as the sender's paths).
+    """
     raw = loads_object(body)
+    sources = dict(_OWN_SOURCES)
+    if field_map is not None:
+        mapped = mapping.apply(field_map, raw)
+        raw, sources = mapped.native, mapped.source
     try:
         parsed = WebhookBody.model_validate(raw)
     except ValidationError as err:
@@ -112,14 +150,17 @@ def parse(body: bytes) -> WebhookBody:
         problems: list[str] = []
         for error in err.errors():
             loc = ".".join(str(part) for part in error["loc"]) or "(body)"
+            if field_map is not None:
+                loc = mapping.native_path(sources, loc)
             if loc not in fields:
                 fields.append(loc)
                 problems.append(f"{loc} {_describe(error)}")
         raise PayloadInvalid(
             "Invalid webhook body: " + "; ".join(problems) + ".", fields
         ) from None
-    if parsed.event == "open" and not parsed.agent:
+    if parsed.event in ("open", "reassign") and not parsed.agent:
+        agent = sources["agent"]
         raise PayloadInvalid(
-            "Invalid webhook body: agent is required to open a session.", ["agent"]
+            f"Invalid webhook body: {agent} is required to open a session.", [agent]
         )
-    return parsed
+    return Parsed(parsed, sources)

@@ -8,13 +8,13 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from bridge.helpdesk.signatures import StandardWebhooksVerifier
+from bridge.helpdesk.integration import Integration
 from bridge.web import health, hooks, landing
 from bridge.web.keys import (
+    INTEGRATIONS,
     READINESS,
     SERVICES,
     SETTINGS,
-    VERIFIERS,
     Readiness,
     Services,
     WebSettings,
@@ -26,14 +26,14 @@ HERE = Path(__file__).resolve().parent
 
 def make_app(
     services: Services,
-    verifiers: dict[str, StandardWebhooksVerifier],
+    integrations: dict[str, Integration],
     settings: WebSettings,
     readiness: Readiness,
     max_body_bytes: int = 65536,
 ) -> web.Application:
     app = web.Application(middlewares=[request_context], client_max_size=max_body_bytes)
     app[SERVICES] = services
-    app[VERIFIERS] = verifiers
+    app[INTEGRATIONS] = integrations
     app[SETTINGS] = settings
     app[READINESS] = readiness
     aiohttp_jinja2.setup(

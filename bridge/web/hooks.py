@@ -6,12 +6,12 @@ import structlog
 from aiohttp import web
 
 from bridge import metrics
-from bridge.deliveries import Delivery, OutcomeKind
-from bridge.errors import IntegrationUnknown, SealroomError
+from bridge.deliveries import Delivery, OutcomeKind, invite_url
+from bridge.errors import AgentUnknown, IntegrationUnknown, SealroomError
 from bridge.helpdesk import payloads
 from bridge.sessions import OpenRequest
 from bridge.web.body import read_body
-from bridge.web.keys import SERVICES, SETTINGS, VERIFIERS
+from bridge.web.keys import INTEGRATIONS, SERVICES, SETTINGS
 
 log = structlog.stdlib.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -23,23 +23,33 @@ STATUS = {OutcomeKind.CREATED: 201, OutcomeKind.REUSED: 200, OutcomeKind.CLOSING
 async def receive_webhook(request: web.Request) -> web.Response:
     integration = request.match_info["integration"]
     structlog.contextvars.bind_contextvars(integration=integration)
-    verifier = request.app[VERIFIERS].get(integration)
-    if verifier is None:
+    configured = request.app[INTEGRATIONS].get(integration)
+    if configured is None:
         metrics.WEBHOOKS.labels("unknown", "unknown_integration").inc()
         raise IntegrationUnknown(f"No integration named {integration!r} is configured.")
     try:
         body = await read_body(request)
-        webhook_id = verifier.verify(request.headers, body)
+        webhook_id = configured.verifier.verify(request.headers, body)
         structlog.contextvars.bind_contextvars(webhook_id=webhook_id)
-        payload = payloads.parse(body)
+        parsed = payloads.read(body, configured.field_map)
+        payload = parsed.body
         structlog.contextvars.bind_contextvars(ticket_ref=payload.ticket.id)
         delivery = Delivery(integration, webhook_id)
         deliveries = request.app[SERVICES].deliveries
-        if payload.event == "open":
-            outcome = await deliveries.open(
-                delivery,
-                OpenRequest(payload.ticket.id, payload.ticket.subject, payload.agent),
-            )
+        if payload.event in ("open", "reassign"):
+            try:
+                outcome = await deliveries.open(
+                    delivery,
+                    OpenRequest(
+                        payload.ticket.id,
+                        payload.ticket.subject,
+                        payload.agent,
+                        reassign=payload.event == "reassign",
+                    ),
+                )
+            except AgentUnknown as err:
+                err.fields = [parsed.path_of("agent")]  # where the sender put the agent
+                raise
         else:
             outcome = await deliveries.close_ticket(delivery, payload.ticket.id)
     except SealroomError as err:
@@ -49,7 +59,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
     body_out = dict(outcome.body)
     if outcome.invite_token is not None:
         base = request.app[SETTINGS].public_base_url
-        body_out["invite_url"] = f"{base}/i#{outcome.invite_token}"
+        body_out["invite_url"] = invite_url(base, outcome.invite_token)
     if outcome.replayed:
         body_out["replayed"] = True
     metrics.WEBHOOKS.labels(integration, "replayed" if outcome.replayed else "accepted").inc()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from bridge.deliveries import DeliveryService
-from bridge.helpdesk.signatures import StandardWebhooksVerifier
+from bridge.helpdesk.integration import Integration
 from bridge.invites import InviteService
 from bridge.registration import RegistrationService
 
@@ -47,6 +47,6 @@ class Readiness:
 
 
 SERVICES = web.AppKey("services", Services)
-VERIFIERS = web.AppKey("verifiers", dict[str, StandardWebhooksVerifier])
+INTEGRATIONS = web.AppKey("integrations", dict[str, Integration])
 SETTINGS = web.AppKey("settings", WebSettings)
 READINESS = web.AppKey("readiness", Readiness)

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from bridge.helpdesk.signatures import signed_headers
+from bridge.helpdesk.kinds.standard_webhooks import signed_headers
 
 REQUEST_TIMEOUT = 30.0  # seconds; a local call that takes longer has hung
 

@@ -20,6 +20,10 @@ from pydantic import BaseModel, SecretStr
 from bridge import cli
 from bridge.config import Config, load
 from bridge.errors import ConfigError
+from bridge.helpdesk.kinds import kind_names
+from bridge.helpdesk.mapping import FieldsOptions
+from bridge.helpdesk.presets import PRESETS
+from bridge.helpdesk.verifier import IntegrationOptions
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config.example.yaml"
@@ -30,6 +34,14 @@ EXAMPLE_ENV = {
     "SEALROOM_ADMIN_TOKEN": "syt_admin_token_for_tests",
     "SEALROOM_BOT_PASSWORD": "bot-password-for-tests",
     "SEALROOM_WEBHOOK_SECRET": GOOD_SECRET,
+    "SEALROOM_ZENDESK_SECRET": "zendesk-signing-secret-for-tests",
+    "SEALROOM_ZAMMAD_SECRET": "zammad-hmac-token-for-tests",
+    "SEALROOM_TOOLS_SECRET": "tools-hmac-secret-for-tests",
+    "SEALROOM_FRESHDESK_TOKEN": "freshdesk-bearer-token-for-tests",
+    "SEALROOM_JIRA_PASSWORD": "jira-basic-password-for-tests",
+    "SEALROOM_ZENDESK_API_TOKEN": "zendesk-api-token-for-tests",
+    "SEALROOM_ZAMMAD_API_TOKEN": "zammad-api-token-for-tests",
+    "SEALROOM_CALLBACK_SECRET": "whsec_" + "c2VhbHJvb20tY2FsbGJhY2stc2VjcmV0",
 }
 
 
@@ -98,7 +110,7 @@ def test_example_without_its_env_vars_names_each_missing_variable(
     assert "SEALROOM_BOT_PASSWORD" in problem_at(problems, "bot.password")
     assert "SEALROOM_WEBHOOK_SECRET" in problem_at(problems, "integrations.helpdesk.secret")
     # Reported once each, not again as "missing secret".
-    assert len(problems) == 3, problems
+    assert len(problems) == len(EXAMPLE_ENV), problems
 
 
 def _section_models(annotation: Any) -> list[type[BaseModel]]:
@@ -124,6 +136,15 @@ def _top_level_block(section: str) -> str:
     return match.group(0)
 
 
+def _is_other_kind(model: type[BaseModel], item: Any) -> bool:
+    """An integration is checked against its own kind's options only."""
+    return (
+        issubclass(model, IntegrationOptions)
+        and isinstance(item, dict)
+        and item.get("kind") != model.kind_name()
+    )
+
+
 def _walk(
     model: type[BaseModel], node: Any, path: list[str], top: str | None, missing: list[str]
 ) -> None:
@@ -140,11 +161,15 @@ def _walk(
         else:
             missing.append(dotted)
             continue
+        if value is None:
+            continue  # an optional section left out here; shown in full elsewhere
         for sub in _section_models(info.annotation):
             if typing.get_origin(info.annotation) is dict:
                 assert isinstance(value, dict), f"{dotted}: must be a mapping"
                 assert value, f"{dotted}: give at least one example"
                 for key, item in value.items():
+                    if _is_other_kind(sub, item):
+                        continue
                     _walk(sub, item, [*here, str(key)], section, missing)
             else:
                 _walk(sub, value, here, section, missing)
@@ -157,6 +182,16 @@ def test_every_option_of_the_schema_is_documented_in_the_example() -> None:
     _walk(Config, raw, [], None, missing)
 
     assert missing == [], f"options missing from config.example.yaml: {missing}"
+
+
+def test_the_example_shows_every_integration_kind_preset_and_field() -> None:
+    raw = yaml.safe_load(EXAMPLE_TEXT)
+    integrations = raw["integrations"].values()
+
+    assert {integration["kind"] for integration in integrations} == set(kind_names())
+    assert {i["preset"] for i in integrations} >= set(PRESETS) - {"sealroom"}
+    shown_in_full = [i["fields"] for i in integrations if i["fields"]]
+    assert any(set(fields) == set(FieldsOptions.model_fields) for fields in shown_in_full)
 
 
 def test_the_walk_above_would_notice_an_undocumented_option() -> None:
@@ -285,9 +320,9 @@ CASES = [
         id="tolerance-too-small",
     ),
     pytest.param(
-        _set("integrations.helpdesk.kind", "zendesk"),
+        _set("integrations.helpdesk.kind", "freshdesk"),
         "integrations.helpdesk.kind",
-        "standard-webhooks",
+        "standard-webhooks, zammad, zendesk",
         id="unknown-integration-kind",
     ),
     pytest.param(
@@ -542,3 +577,125 @@ def test_check_config_reports_a_missing_file(
 
     assert code == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("options", "key_path", "hint"),
+    [
+        pytest.param(
+            {"preset": "servicenow"}, "integrations.helpdesk.preset", "zammad", id="preset"
+        ),
+        pytest.param(
+            {"fields": {"ticket_id": "ticket id"}},
+            "integrations.helpdesk.fields.ticket_id",
+            "JSON pointer",
+            id="path",
+        ),
+        pytest.param(
+            {"fields": {"ticket": "/id"}},
+            "integrations.helpdesk.fields.ticket",
+            "unknown option",
+            id="field-name",
+        ),
+        pytest.param(
+            {"fields": {"close": [""]}}, "integrations.helpdesk.fields.close", "empty", id="value"
+        ),
+        pytest.param(
+            {"agents": {"42": "bob"}}, "integrations.helpdesk.agents", "42", id="agent-id"
+        ),
+    ],
+)
+def test_mapping_mistakes_are_reported_with_their_key_path(
+    tmp_path: Path, options: dict[str, Any], key_path: str, hint: str
+) -> None:
+    raw = minimal()
+    raw["integrations"]["helpdesk"].update(options)
+
+    assert hint in problem_at(problems_of(tmp_path, raw), key_path)
+
+
+def test_integration_agents_are_looked_up_before_the_global_map(tmp_path: Path) -> None:
+    raw = minimal()
+    raw["integrations"]["helpdesk"]["agents"] = {"Alice@Example.com": "@alice2:example.org"}
+
+    config = load(write(tmp_path, raw))
+
+    assert config.integrations["helpdesk"].agents == {"alice@example.com": "@alice2:example.org"}
+    assert config.integrations["helpdesk"].field_map() is None  # sealroom's own body
+
+
+@pytest.mark.parametrize(
+    ("outbound", "key_path", "hint"),
+    [
+        pytest.param(
+            {"kind": "zendesk", "url": "https://x.zendesk.com", "token": "t" * 20},
+            "integrations.helpdesk.outbound.email",
+            "e-mail",
+            id="zendesk-email",
+        ),
+        pytest.param(
+            {"kind": "zammad", "url": "https://zammad.example.com"},
+            "integrations.helpdesk.outbound.token",
+            "token_file",
+            id="zammad-token",
+        ),
+        pytest.param(
+            {"kind": "callback", "url": "https://h.example.com/e", "secret": "whsec_c2hvcnQ="},
+            "integrations.helpdesk.outbound.secret",
+            "whsec_",
+            id="callback-secret",
+        ),
+        pytest.param(
+            {"kind": "zammad", "url": "ftp://x", "token": "t" * 20},
+            "integrations.helpdesk.outbound.url",
+            "https://",
+            id="url",
+        ),
+        pytest.param(
+            {
+                "kind": "zammad",
+                "url": "https://z.example.com",
+                "token": "t" * 20,
+                "allowed_hosts": ["z.example.com:443"],
+            },
+            "integrations.helpdesk.outbound.allowed_hosts",
+            "no port",
+            id="host",
+        ),
+        pytest.param(
+            {
+                "kind": "zammad",
+                "url": "https://z.example.com",
+                "token": "t" * 20,
+                "milestones": ["room_gone"],
+            },
+            "integrations.helpdesk.outbound.milestones.0",
+            "room_ready",
+            id="milestone",
+        ),
+    ],
+)
+def test_outbound_mistakes_are_reported_with_their_key_path(
+    tmp_path: Path, outbound: dict[str, Any], key_path: str, hint: str
+) -> None:
+    raw = minimal()
+    raw["integrations"]["helpdesk"]["outbound"] = outbound
+
+    assert hint in problem_at(problems_of(tmp_path, raw), key_path)
+
+
+def test_outbound_credentials_are_redacted_from_logs(tmp_path: Path) -> None:
+    raw = minimal()
+    raw["integrations"]["helpdesk"]["outbound"] = {
+        "kind": "zammad",
+        "url": "https://zammad.example.com",
+        "token_file": "zammad-token",
+    }
+    (tmp_path / "zammad-token").write_text("zammad-token-from-a-file\n", encoding="utf-8")
+
+    config = load(write(tmp_path, raw))
+
+    assert "zammad-token-from-a-file" in cli.config_secrets(config)
+    outbound = config.integrations["helpdesk"].outbound
+    assert outbound is not None
+    assert outbound.hosts == {"zammad.example.com"}

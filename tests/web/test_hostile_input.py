@@ -30,7 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.deliveries import DeliveryService
-from bridge.helpdesk.signatures import StandardWebhooksVerifier, signed_headers
+from bridge.helpdesk.integration import Integration
+from bridge.helpdesk.kinds.standard_webhooks import StandardWebhooksVerifier, signed_headers
 from bridge.invites import InviteService
 from bridge.registration import RegistrationService
 from bridge.sessions import SessionService
@@ -207,7 +208,7 @@ async def pair(tmp_path: Path, captured_log: io.StringIO) -> AsyncIterator[Pair]
                     invites,
                     RegistrationService(database, sessions, invites, tokens),
                 ),
-                {"helpdesk": StandardWebhooksVerifier(SECRET, tolerance_seconds=300)},
+                {"helpdesk": Integration(StandardWebhooksVerifier(SECRET, tolerance_seconds=300))},
                 WebSettings(
                     public_base_url="https://sealroom.example.org",
                     homeserver_url="https://matrix.example.org",

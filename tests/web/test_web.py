@@ -28,7 +28,8 @@ from sqlalchemy import func, select, text
 import store.migrate
 from bridge.deliveries import DeliveryService
 from bridge.errors import InviteGone
-from bridge.helpdesk.signatures import StandardWebhooksVerifier, sign
+from bridge.helpdesk.integration import Integration
+from bridge.helpdesk.kinds.standard_webhooks import StandardWebhooksVerifier, sign
 from bridge.invites import InviteService, hash_token
 from bridge.registration import RegistrationService
 from bridge.sessions import SessionService
@@ -160,7 +161,7 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[MakeHarness]:
                 invites,
                 RegistrationService(database, sessions, invites, None),
             ),
-            {"helpdesk": StandardWebhooksVerifier(SECRET, tolerance_seconds=300)},
+            {"helpdesk": Integration(StandardWebhooksVerifier(SECRET, tolerance_seconds=300))},
             WebSettings(
                 public_base_url=PUBLIC_BASE_URL,
                 homeserver_url="https://matrix.example.org",

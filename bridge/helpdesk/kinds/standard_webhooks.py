@@ -1,4 +1,8 @@
-"""Standard Webhooks verification (https://www.standardwebhooks.com/): id, timestamp, v1 HMAC.
+"""Kind `standard-webhooks` (https://www.standardwebhooks.com/): id, timestamp, v1 HMAC.
+
+Signed content: `<webhook-id>.<webhook-timestamp>.<body>`, HMAC-SHA256 with the base64 key after
+`whsec_`; `webhook-signature` holds space-separated `v1,<base64>` values. Replay window: the
+timestamp within `tolerance_seconds`. Delivery id: `webhook-id`.
 
 Every malformed input raises SignatureInvalid with a reason; nothing else escapes, so a bad
 header can never turn into a 500.
@@ -14,9 +18,15 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
 
-from bridge.errors import SignatureInvalid
+from pydantic import Field, SecretStr
 from store.limits import WEBHOOK_ID_MAX
+
+from bridge.config_fields import read_secret
+from bridge.errors import SignatureInvalid
+from bridge.helpdesk.verifier import IntegrationOptions, Verifier
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 # Kept to recognise replays, so it must fit its column and be plain text (msg_2KWPBgLlAf...).
@@ -106,3 +116,31 @@ class StandardWebhooksVerifier:
             if hmac.compare_digest(given, expected):
                 return webhook_id
         raise SignatureInvalid("No valid v1 signature: check the integration's secret.")
+
+
+class Options(IntegrationOptions):
+    kind: Literal["standard-webhooks"]
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+    tolerance_seconds: int = Field(default=300, ge=10, le=3600)
+
+    def secret_value(self) -> str:
+        secret = read_secret(self.secret, self.secret_file, "secret", required=True)
+        assert secret is not None
+        value = secret.get_secret_value()
+        try:
+            key = base64.b64decode(value.removeprefix(SECRET_PREFIX), validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if len(key) < 16:
+            raise ValueError(
+                "secret: must be whsec_ followed by base64 of at least 16 random bytes, "
+                "as the helpdesk shows it"
+            )
+        return value
+
+    def verifier(self) -> Verifier:
+        return StandardWebhooksVerifier(self.secret_value(), self.tolerance_seconds)
+
+    def secret_values(self) -> list[str]:
+        return [self.secret_value()]

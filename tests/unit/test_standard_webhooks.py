@@ -11,7 +11,7 @@ import pytest
 from multidict import CIMultiDict
 
 from bridge.errors import SignatureInvalid
-from bridge.helpdesk.signatures import StandardWebhooksVerifier, sign
+from bridge.helpdesk.kinds.standard_webhooks import StandardWebhooksVerifier, sign
 from tests.support import vectors
 
 VECTOR: dict[str, Any] = vectors.load("webhooks.json")["standard_webhooks"]
