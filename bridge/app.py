@@ -94,6 +94,7 @@ class App:
                 server_name=config.homeserver.server_name,
                 invite_lifetime=timedelta(hours=config.invites.lifetime_hours),
                 session_lifetime=timedelta(hours=config.rooms.lifetime_hours),
+                expiry_warning=timedelta(minutes=config.rooms.expiry_warning_minutes),
                 name_template=config.rooms.name_template,
                 topic_template=config.rooms.topic_template,
                 room_version=config.rooms.room_version,

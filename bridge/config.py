@@ -143,6 +143,8 @@ class RoomsConfig(_Section):
         "wiped when the ticket is done."
     )
     lifetime_hours: float = Field(default=72, gt=0, le=24 * 90)
+    # The agent is warned in the room this long before the session expires (0: no warning).
+    expiry_warning_minutes: int = Field(default=60, ge=0, le=24 * 60)
     room_version: str | None = None
 
     _name = field_validator("name_template", "topic_template")(_check_template)

@@ -137,3 +137,17 @@ def command_not_yours(command: str) -> str:
         f"Only the agent of this ticket can use {command}; I will not carry it out. "
         "Ask the agent if something needs to change."
     )
+
+
+def expiry_warning(expires_at: datetime) -> str:
+    return (
+        f"This secure room will be closed and wiped on {_when(expires_at)}. Agent: send "
+        "!extend 2h (or another duration) if you need it longer."
+    )
+
+
+def customer_left(user_id: str) -> str:
+    return (
+        f"{user_id} left the secure room. Agent: send !link for a new invite link if they "
+        "need to come back, or !close when you are done."
+    )

@@ -187,6 +187,23 @@ class RoomEventService:
             log.info("member.joined", session_id=session.id, room_id=room_id, agent=is_agent)
         self.sessions.wake_jobs()
 
+    async def member_left(self, room_id: str, user_id: str, event_id: str) -> None:
+        """The agent is told when the customer (or anyone but the agent and the bot) leaves."""
+        if user_id == self.bot_user_id:
+            return
+        now = self.clock()
+        async with self.database.transaction() as db:
+            session = await store.sessions.get_by_room(db, room_id)
+            if session is None or session.state != SessionState.OPEN:
+                return
+            if user_id == session.agent_user_id:
+                return
+            if not await first_time(db, f"left:{event_id}", now, session.id):
+                return
+            await schedule_notice(db, session.id, now, notices.customer_left(user_id))
+            store.audit.record(db, now, "member.left", session_id=session.id, actor=user_id)
+        self.sessions.wake_jobs()
+
     async def agent_command(
         self,
         room_id: str,

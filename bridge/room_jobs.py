@@ -192,6 +192,10 @@ class RoomJobs:
         elif kind == "status":
             members = [m for m in await self.rooms.members(room_id) if m != self.rooms.bot_user_id]
             text = notices.status(session.state, members, session.expires_at)
+        elif kind == "expiry_warning":
+            if job.params.get("expires_at") != session.expires_at.isoformat():
+                return  # extended since: a later warning is scheduled
+            text = notices.expiry_warning(session.expires_at)
         elif kind == "link":
             text = notices.invite_link(await self._new_link(session))
         else:

@@ -64,6 +64,8 @@ class Settings:
     agents: dict[str, str]
     registration_enabled: bool = False
     registration_token_lifetime: timedelta = timedelta(minutes=30)
+    # How long before expiry the room is warned (zero: never).
+    expiry_warning: timedelta = timedelta(0)
     # For links the bot hands the agent in the room (!link).
     public_base_url: str = ""
     # Per integration: that helpdesk's own agent ids -> Matrix IDs (before `agents`).
@@ -283,7 +285,19 @@ class SessionService:
     async def schedule_expiry(
         self, db: Transaction, session: SecureSession, now: datetime
     ) -> None:
-        """One expiry job per deadline: an extension adds a later one."""
+        """One expiry job (and warning) per deadline: an extension adds later ones, and the
+        earlier ones find the session not yet due and do nothing."""
+        warning_at = session.expires_at - self.settings.expiry_warning
+        if self.settings.expiry_warning and warning_at > now:
+            await schedule(
+                db,
+                Action.NOTICE,
+                now,
+                session_id=session.id,
+                params={"kind": "expiry_warning", "expires_at": session.expires_at.isoformat()},
+                run_after=warning_at,
+                dedupe_key=f"expiry-warning:{session.id}:{session.expires_at.isoformat()}",
+            )
         await schedule(
             db,
             Action.EXPIRE,

@@ -84,6 +84,7 @@ class BotClient:
         self.files = DeviceFiles(settings.data_dir)
         self.client: AsyncClient | None = None
         self.on_member_joined: MemberJoined | None = None
+        self.on_member_left: MemberJoined | None = None
         self.on_message: MessageReceived | None = None
         # Set by the encryption manager: whether the device behind a sender key is trusted.
         self.sender_trusted: SenderTrust | None = None
@@ -276,10 +277,16 @@ class BotClient:
     # -- dispatch (from inside nio's sync handling) ---------------------------------------------
 
     async def _member_event(self, room: Any, event: RoomMemberEvent) -> None:
-        if event.membership != "join" or event.prev_membership == "join":
-            return
-        if self.on_member_joined is not None:
-            await self.on_member_joined(room.room_id, event.state_key, event.event_id)
+        if event.membership == "join" and event.prev_membership != "join":
+            if self.on_member_joined is not None:
+                await self.on_member_joined(room.room_id, event.state_key, event.event_id)
+        elif (
+            event.membership == "leave"
+            and event.prev_membership == "join"
+            and event.sender == event.state_key  # left on their own, not removed
+            and self.on_member_left is not None
+        ):
+            await self.on_member_left(room.room_id, event.state_key, event.event_id)
 
     async def _message_event(self, room: Any, event: RoomMessageText) -> None:
         await self.deliver_message(

@@ -16,11 +16,18 @@ class RoomEvents:
 
     def attach(self, bot: BotClient) -> None:
         bot.on_member_joined = self.member_joined
+        bot.on_member_left = self.member_left
         bot.on_message = self.message
 
     async def member_joined(self, room_id: str, user_id: str, event_id: str) -> None:
         try:
             await self.room_events.member_joined(room_id, user_id, event_id)
+        except Exception:
+            log.exception("event.member_failed", room_id=room_id, event_id=event_id)
+
+    async def member_left(self, room_id: str, user_id: str, event_id: str) -> None:
+        try:
+            await self.room_events.member_left(room_id, user_id, event_id)
         except Exception:
             log.exception("event.member_failed", room_id=room_id, event_id=event_id)
 
