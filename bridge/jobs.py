@@ -44,6 +44,7 @@ class Action(StrEnum):
     NOTICE = "notice"
     CLOSE_ROOM = "close_room"
     EXPIRE = "expire"
+    REMOVE_MEMBER = "remove_member"
     TICKET_NOTE = "ticket_note"
     TICKET_REPLY = "ticket_reply"
 

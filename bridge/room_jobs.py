@@ -71,6 +71,7 @@ class RoomJobs:
         runner.register(Action.NOTICE, self.notice)
         runner.register(Action.CLOSE_ROOM, self.close_room)
         runner.register(Action.EXPIRE, self.expire)
+        runner.register(Action.REMOVE_MEMBER, self.remove_member)
 
     async def create_room(self, job: JobContext) -> None:
         session = await self.sessions.load(job.session_id)
@@ -178,6 +179,25 @@ class RoomJobs:
                 )
         log.warning("member.invite_failed", session_id=job.session_id, released=released)
         self.sessions.wake_jobs()
+
+    async def remove_member(self, job: JobContext) -> None:
+        """Remove someone who no longer belongs (an agent the ticket was taken from)."""
+        session = await self.sessions.load(job.session_id)
+        if not is_live(session):
+            return  # the wipe removes everyone anyway
+        if session.room_id is None:
+            async with self.database.transaction() as db:
+                creating = await running(db, session.id, Action.CREATE_ROOM)
+            if creating:
+                raise RoomNotReady("the room is still being created")
+            return  # a room made later invites only the current agent
+        user_id = parse_user_id(str(job.params["user_id"]))
+        await self.rooms.kick(RoomID(session.room_id), user_id, str(job.params.get("reason", "")))
+        async with self.database.transaction() as db:
+            store.audit.record(
+                db, self.clock(), "member.removed", session_id=session.id, user_id=user_id
+            )
+        log.info("member.removed", session_id=session.id, room_id=session.room_id)
 
     async def notice(self, job: JobContext) -> None:
         session = await self.sessions.load(job.session_id)

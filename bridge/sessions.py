@@ -188,8 +188,18 @@ class SessionService:
     async def _hand_over(
         self, db: Transaction, session: SecureSession, agent: str, user_id: str, now: datetime
     ) -> None:
-        """A re-open names another (mapped) agent: they become the session's agent and are
-        invited; the room job waits for the room if it does not exist yet."""
+        """A re-open or reassignment names another (mapped) agent: they become the session's
+        agent and are invited, and the previous agent is removed from the room; the room jobs
+        wait for the room if it does not exist yet."""
+        previous = session.agent_user_id
+        if previous is not None:
+            await schedule(
+                db,
+                Action.REMOVE_MEMBER,
+                now,
+                session_id=session.id,
+                params={"user_id": previous, "reason": "The ticket was handed to another agent."},
+            )
         session.agent_ref = agent
         session.agent_user_id = user_id
         session.updated_at = now

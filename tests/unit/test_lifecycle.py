@@ -7,7 +7,14 @@ from datetime import timedelta
 from bridge import notices
 from bridge.jobs import Action
 from store import Database, Job
-from tests.support.domain import AGENT_ID, CUSTOMER_ID, World, build_world
+from tests.support.domain import (
+    AGENT_ID,
+    CUSTOMER_ID,
+    OTHER_AGENT,
+    OTHER_AGENT_ID,
+    World,
+    build_world,
+)
 
 WARNING = timedelta(minutes=60)
 
@@ -67,3 +74,20 @@ async def test_the_agent_is_told_when_the_customer_leaves_once_per_event(
     assert world.rooms.notices() == [notices.customer_left(CUSTOMER_ID)]
     [left] = await world.audit("member.left")
     assert (left.session_id, left.actor) == (opened.session_id, CUSTOMER_ID)
+
+
+async def test_handing_the_ticket_to_another_agent_invites_them_and_removes_the_first(
+    database: Database,
+) -> None:
+    world = build_world(database)
+    opened, room_id = await world.open_room()
+
+    await world.open_ticket("T-1", OTHER_AGENT)  # re-opened (or reassigned) to another agent
+    await world.run_due()
+
+    assert world.rooms.called("invite")[-1] == (room_id, OTHER_AGENT_ID)
+    [(kicked_room, kicked, _)] = world.rooms.called("kick")
+    assert (kicked_room, kicked) == (room_id, AGENT_ID)
+    assert (await world.session(opened.session_id)).agent_user_id == OTHER_AGENT_ID
+    [removed] = await world.audit("member.removed")
+    assert removed.detail["user_id"] == AGENT_ID
