@@ -100,6 +100,7 @@ def config_secrets(config: Config) -> list[str | None]:
         config.bot.password_value(),
         config.bot.access_token_value(),
         config.bot.pickle_key_value(),
+        config.api.token_value(),
         *(integration.secret_value() for integration in config.integrations.values()),
     ]
 

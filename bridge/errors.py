@@ -133,3 +133,27 @@ class RegistrationNotVerified(SealroomError):
 class TooManyAttempts(SealroomError):
     errcode = "SEALROOM_TOO_MANY_ATTEMPTS"
     default_message = "Too many attempts with this link. Ask your support agent for a new link."
+
+
+class SessionUnknown(SealroomError):
+    errcode = "SEALROOM_SESSION_UNKNOWN"
+    default_message = "There is no secure session with this id."
+
+
+class ApiDisabled(SealroomError):
+    """The session API is off because no `api.token` is configured."""
+
+    errcode = "SEALROOM_API_DISABLED"
+    default_message = (
+        "The session API is turned off. To turn it on, set api.token (or api.token_file) in "
+        "sealroom's configuration."
+    )
+
+
+class ApiTokenInvalid(SealroomError):
+    """The request has no bearer token or not the one configured in `api.token`."""
+
+    errcode = "SEALROOM_API_TOKEN_INVALID"
+    default_message = (
+        "Send the session API token configured in api.token as 'Authorization: Bearer <token>'."
+    )
