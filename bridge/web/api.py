@@ -15,7 +15,7 @@ import hmac
 from aiohttp import web
 
 from bridge.errors import ApiDisabled, ApiTokenInvalid, PayloadInvalid
-from bridge.session_queries import LIMIT_DEFAULT, SessionQueries
+from bridge.session_queries import LIMIT_DEFAULT, LIMIT_MAX, SessionQueries
 from bridge.web import openapi
 from bridge.web.keys import SESSION_API, SessionApi
 
@@ -58,8 +58,10 @@ def _limit(request: web.Request) -> int:
     text = request.query.get("limit")
     if text is None:
         return LIMIT_DEFAULT
-    if not text.isascii() or not text.isdigit() or len(text) > 6:
+    if not text.isascii() or not text.isdigit():
         raise PayloadInvalid("limit must be a whole number.", ["limit"])
+    if len(text) > 6:  # int() of thousands of digits is slow, then refused
+        raise PayloadInvalid(f"limit must be between 1 and {LIMIT_MAX}.", ["limit"])
     return int(text)
 
 

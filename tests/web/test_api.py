@@ -219,6 +219,7 @@ async def test_pages_follow_the_cursor_without_gaps_or_twins(api: Api) -> None:
         ({"limit": "201"}, "limit"),
         ({"limit": "ten"}, "limit"),
         ({"limit": "-1"}, "limit"),
+        ({"limit": "9" * 5000}, "limit"),
         ({"cursor": "garbage"}, "cursor"),
         ({"cursor": "WyJ4IiwieSJd"}, "cursor"),  # ["x","y"]
     ],
