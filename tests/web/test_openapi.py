@@ -138,6 +138,65 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list
         yield base_url, ids
 
 
+def _documented(method: str, path: str, response: requests.Response) -> None:
+    """The status is one the document lists for the operation, and the body fits its schema."""
+    responses = DOCUMENT["paths"][path][method.lower()]["responses"]
+    assert str(response.status_code) in responses, (method, path, response.status_code)
+    schemathesis.openapi.from_dict(DOCUMENT)[path][method].validate_response(response)
+
+
+def test_the_happy_paths_answer_as_documented(served: tuple[str, list[str]]) -> None:
+    """What generated requests rarely reach (a signed webhook, a live invite, an account being
+    made), driven by hand: every answer is one the document describes."""
+    base_url, _ = served
+
+    def webhook(payload: dict[str, Any], webhook_id: str) -> requests.Response:
+        raw = json.dumps(payload).encode()
+        timestamp = int(time.time())
+        return requests.post(
+            f"{base_url}/hooks/helpdesk",
+            data=raw,
+            headers={
+                "Content-Type": "application/json",
+                "webhook-id": webhook_id,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": sign(WEBHOOK_SECRET, webhook_id, timestamp, raw),
+            },
+            timeout=10,
+        )
+
+    def post(path: str, body: dict[str, Any]) -> requests.Response:
+        response = requests.post(f"{base_url}{path}", json=body, timeout=10)
+        _documented("POST", path, response)
+        return response
+
+    open_payload = {"event": "open", "ticket": {"id": "T-happy"}, "agent": "alice@example.com"}
+    answers = {
+        "created": webhook(open_payload, "msg_happy_1"),
+        "replayed": webhook(open_payload, "msg_happy_1"),
+        "reused": webhook(open_payload, "msg_happy_2"),
+    }
+    token = answers["reused"].json()["invite_url"].split("#", 1)[1]
+    lookup = post("/i/lookup", {"token": token})
+    started = post("/i/register/start", {"token": token})
+    abandoned = post(
+        "/i/register/abandon",
+        {"token": token, "registration_token": started.json()["registration_token"]},
+    )
+    redeemed = post("/i/redeem", {"token": token, "user_id": "@customer:example.net"})
+    answers["closing"] = webhook(
+        {"event": "close", "ticket": {"id": "T-happy"}}, "msg_happy_close"
+    )
+    for response in answers.values():
+        _documented("POST", "/hooks/{integration}", response)
+    for path in ("/healthz", "/readyz", "/metrics", "/i", "/api/v1/openapi.json"):
+        _documented("GET", path, requests.get(f"{base_url}{path}", timeout=10))
+
+    assert [r.status_code for r in answers.values()] == [201, 201, 200, 202]
+    assert answers["replayed"].json()["replayed"] is True
+    assert [r.status_code for r in (lookup, started, abandoned, redeemed)] == [200] * 4
+
+
 def _run(
     base_url: str,
     method: str,
