@@ -28,9 +28,11 @@ from bridge.matrix.rooms import MatrixRoomService
 from bridge.registration import RegistrationService
 from bridge.room_events import RoomEventService
 from bridge.room_jobs import RoomJobs
+from bridge.session_queries import SessionQueries
 from bridge.sessions import SessionService, Settings, utcnow
 from bridge.tasks import cancel_and_wait
 from bridge.ticket_notes import LinkSealer, TicketNotes, TicketUpdates
+from bridge.web.api import session_api
 from bridge.web.app import make_app
 from bridge.web.keys import Readiness, Services, WebSettings
 from bridge.web.server import WebServer
@@ -53,6 +55,36 @@ def show_recovery_key(recovery_key: str, user_id: str) -> None:
         "if the bot's data directory is lost: sealroom bot-identity --recovery-key\n"
         f"{line}",
         flush=True,
+    )
+
+
+def domain_settings(config: Config) -> Settings:
+    """The parts of the configuration the domain needs (also for `sealroom sessions close`)."""
+    return Settings(
+        server_name=config.homeserver.server_name,
+        invite_lifetime=timedelta(hours=config.invites.lifetime_hours),
+        session_lifetime=timedelta(hours=config.rooms.lifetime_hours),
+        expiry_warning=timedelta(minutes=config.rooms.expiry_warning_minutes),
+        name_template=config.rooms.name_template,
+        topic_template=config.rooms.topic_template,
+        room_version=config.rooms.room_version,
+        agents=dict(config.agents),
+        integration_agents={
+            name: dict(integration.agents)
+            for name, integration in config.integrations.items()
+            if integration.agents
+        },
+        registration_enabled=config.registration.enabled,
+        registration_token_lifetime=timedelta(minutes=config.registration.token_lifetime_minutes),
+        public_base_url=config.http.public_base_url,
+        ticket_updates={
+            name: TicketUpdates(
+                frozenset(integration.outbound.milestones),
+                integration.outbound.public_reply,
+            )
+            for name, integration in config.integrations.items()
+            if integration.outbound is not None
+        },
     )
 
 
@@ -90,34 +122,7 @@ class App:
         )
         self.sessions = SessionService(
             self.database,
-            Settings(
-                server_name=config.homeserver.server_name,
-                invite_lifetime=timedelta(hours=config.invites.lifetime_hours),
-                session_lifetime=timedelta(hours=config.rooms.lifetime_hours),
-                expiry_warning=timedelta(minutes=config.rooms.expiry_warning_minutes),
-                name_template=config.rooms.name_template,
-                topic_template=config.rooms.topic_template,
-                room_version=config.rooms.room_version,
-                agents=dict(config.agents),
-                integration_agents={
-                    name: dict(integration.agents)
-                    for name, integration in config.integrations.items()
-                    if integration.agents
-                },
-                registration_enabled=config.registration.enabled,
-                registration_token_lifetime=timedelta(
-                    minutes=config.registration.token_lifetime_minutes
-                ),
-                public_base_url=config.http.public_base_url,
-                ticket_updates={
-                    name: TicketUpdates(
-                        frozenset(integration.outbound.milestones),
-                        integration.outbound.public_reply,
-                    )
-                    for name, integration in config.integrations.items()
-                    if integration.outbound is not None
-                },
-            ),
+            domain_settings(config),
             wake_jobs=self.jobs.wake,
         )
         # Back into the tickets (#10): one adapter per integration with `outbound:`.
@@ -181,6 +186,9 @@ class App:
                 {"jobs": self._check_jobs},
             ),
             max_body_bytes=config.http.max_body_bytes,
+            session_api=session_api(
+                SessionQueries(self.database, self.sessions), config.api.token_value()
+            ),
         )
         self.web = WebServer(
             self.web_app,

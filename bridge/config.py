@@ -186,6 +186,29 @@ class TrustConfig(_Section):
     mode: Literal["strict", "tofu"] = "strict"
 
 
+# The session API's bearer token: long enough that guessing it is hopeless.
+API_TOKEN_MIN_LENGTH = 32
+
+
+class ApiConfig(_Section):
+    """The session API (/api/v1/sessions): off until a bearer token is configured."""
+
+    token: SecretStr | None = None
+    token_file: Path | None = None
+
+    def token_value(self) -> str | None:
+        secret = _secret(self.token, self.token_file, "token", required=False)
+        if secret is None:
+            return None
+        value = secret.get_secret_value()
+        if len(value) < API_TOKEN_MIN_LENGTH or value != value.strip() or " " in value:
+            raise ValueError(
+                f"token: use at least {API_TOKEN_MIN_LENGTH} characters without spaces, for "
+                "example the output of `openssl rand -hex 32`"
+            )
+        return value
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "console"] = "auto"
@@ -204,7 +227,14 @@ class Config(_Section):
     web_client: WebClientConfig = WebClientConfig()
     jobs: JobsConfig = JobsConfig()
     trust: TrustConfig = TrustConfig()
+    api: ApiConfig = ApiConfig()
     logging: LoggingConfig = LoggingConfig()
+
+    @field_validator("api", mode="before")
+    @classmethod
+    def _api_section(cls, value: Any) -> Any:
+        # `api:` with every key commented out (as in config.example.yaml) is an empty section.
+        return {} if value is None else value
 
     @field_validator("integrations")
     @classmethod
@@ -270,6 +300,7 @@ def _secret_problems(config: Config) -> list[str]:
         ("bot", config.bot.password_value),
         ("bot", config.bot.access_token_value),
         ("bot", config.bot.pickle_key_value),
+        ("api", config.api.token_value),
     ]
     checks += [(f"integrations.{name}", i.verifier) for name, i in config.integrations.items()]
     checks += [
@@ -359,6 +390,11 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
         value = homeserver.get("admin_token_file")
         if isinstance(value, str) and not Path(value).is_absolute():
             homeserver["admin_token_file"] = str(base_dir / value)
+    api = raw.get("api")
+    if isinstance(api, dict):
+        value = api.get("token_file")
+        if isinstance(value, str) and not Path(value).is_absolute():
+            api["token_file"] = str(base_dir / value)
     integrations = raw.get("integrations")
     if isinstance(integrations, dict):
         for integration in integrations.values():

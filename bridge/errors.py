@@ -153,3 +153,27 @@ class TicketSystemRefused(SealroomError):
 
     errcode = "SEALROOM_TICKET_SYSTEM_REFUSED"
     default_message = "The helpdesk's API refused the request."
+
+
+class SessionUnknown(SealroomError):
+    errcode = "SEALROOM_SESSION_UNKNOWN"
+    default_message = "There is no secure session with this id."
+
+
+class ApiDisabled(SealroomError):
+    """The session API is off because no `api.token` is configured."""
+
+    errcode = "SEALROOM_API_DISABLED"
+    default_message = (
+        "The session API is turned off. To turn it on, set api.token (or api.token_file) in "
+        "sealroom's configuration."
+    )
+
+
+class ApiTokenInvalid(SealroomError):
+    """The request has no bearer token or not the one configured in `api.token`."""
+
+    errcode = "SEALROOM_API_TOKEN_INVALID"
+    default_message = (
+        "Send the session API token configured in api.token as 'Authorization: Bearer <token>'."
+    )

@@ -38,6 +38,7 @@ def closing(reason: str) -> str:
         "helpdesk": "the ticket was closed in the helpdesk",
         "agent": "the agent closed it",
         "expired": "its time ran out",
+        "admin": "an administrator closed it",
     }.get(reason, "it is no longer needed")
     return (
         f"This secure room is being closed because {why}. Everyone will be removed and "

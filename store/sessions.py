@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import LIVE_STATES, SecureSession
@@ -28,6 +28,33 @@ async def get_live_by_ticket(
         query = query.with_for_update()
     result = await db.execute(query)
     return result.scalar_one_or_none()
+
+
+async def page(
+    db: AsyncSession,
+    *,
+    limit: int,
+    states: tuple[str, ...] = (),
+    integration: str | None = None,
+    before: tuple[datetime, str] | None = None,
+) -> list[SecureSession]:
+    """Sessions newest first (created_at, then id, both descending), at most `limit`, only
+    those older than `before` (the last row of the previous page) when it is given."""
+    query = select(SecureSession)
+    if states:
+        query = query.where(SecureSession.state.in_(states))
+    if integration is not None:
+        query = query.where(SecureSession.integration == integration)
+    if before is not None:
+        created_at, session_id = before
+        query = query.where(
+            or_(
+                SecureSession.created_at < created_at,
+                and_(SecureSession.created_at == created_at, SecureSession.id < session_id),
+            )
+        )
+    query = query.order_by(SecureSession.created_at.desc(), SecureSession.id.desc()).limit(limit)
+    return list((await db.execute(query)).scalars())
 
 
 async def get_by_room(db: AsyncSession, room_id: str) -> SecureSession | None:

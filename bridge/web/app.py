@@ -9,14 +9,16 @@ import jinja2
 from aiohttp import web
 
 from bridge.helpdesk.integration import Integration
-from bridge.web import health, hooks, landing
+from bridge.web import api, health, hooks, landing
 from bridge.web.keys import (
     INTEGRATIONS,
     READINESS,
     SERVICES,
+    SESSION_API,
     SETTINGS,
     Readiness,
     Services,
+    SessionApi,
     WebSettings,
 )
 from bridge.web.middleware import request_context
@@ -30,12 +32,16 @@ def make_app(
     settings: WebSettings,
     readiness: Readiness,
     max_body_bytes: int = 65536,
+    session_api: SessionApi | None = None,
 ) -> web.Application:
+    """Without `session_api` (or with no token in it) the session API answers 403."""
     app = web.Application(middlewares=[request_context], client_max_size=max_body_bytes)
     app[SERVICES] = services
     app[INTEGRATIONS] = integrations
     app[SETTINGS] = settings
     app[READINESS] = readiness
+    if session_api is not None:
+        app[SESSION_API] = session_api
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -45,5 +51,6 @@ def make_app(
     app.add_routes(hooks.routes)
     app.add_routes(landing.routes)
     app.add_routes(health.routes)
+    app.add_routes(api.routes)
     app.router.add_static("/static/", HERE / "static")
     return app

@@ -6,6 +6,8 @@ from typing import Any
 
 from bridge.errors import (
     AgentUnknown,
+    ApiDisabled,
+    ApiTokenInvalid,
     HomeserverUnavailable,
     IntegrationUnknown,
     InviteGone,
@@ -17,6 +19,7 @@ from bridge.errors import (
     RegistrationNotVerified,
     SealroomError,
     SessionClosed,
+    SessionUnknown,
     SignatureInvalid,
     TicketUnknown,
     TooManyAttempts,
@@ -34,6 +37,7 @@ STATUS: dict[type[SealroomError], int] = {
     SignatureInvalid: 401,
     IntegrationUnknown: 404,
     TicketUnknown: 404,
+    SessionUnknown: 404,
     PayloadInvalid: 400,
     MatrixIdInvalid: 400,
     MatrixUserUnknown: 400,
@@ -46,6 +50,8 @@ STATUS: dict[type[SealroomError], int] = {
     RegistrationNotVerified: 403,
     TooManyAttempts: 429,
     RequestTimeout: 408,
+    ApiTokenInvalid: 401,
+    ApiDisabled: 403,
 }
 
 

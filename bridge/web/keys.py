@@ -11,6 +11,7 @@ from bridge.deliveries import DeliveryService
 from bridge.helpdesk.integration import Integration
 from bridge.invites import InviteService
 from bridge.registration import RegistrationService
+from bridge.session_queries import SessionQueries
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,19 @@ class Readiness:
     notes: dict[str, Callable[[], Awaitable[str | None]]]
 
 
+@dataclass(frozen=True)
+class SessionApi:
+    """The session API's service and the SHA-256 of its bearer token (None: the API is off).
+
+    Only the digest is kept, so the token is in no repr and no traceback of the web layer.
+    """
+
+    queries: SessionQueries
+    token_sha256: bytes | None
+
+
 SERVICES = web.AppKey("services", Services)
 INTEGRATIONS = web.AppKey("integrations", dict[str, Integration])
 SETTINGS = web.AppKey("settings", WebSettings)
 READINESS = web.AppKey("readiness", Readiness)
+SESSION_API = web.AppKey("session_api", SessionApi)

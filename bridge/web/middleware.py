@@ -11,7 +11,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bridge.errors import PayloadTooLarge, SealroomError
+from bridge.errors import ApiTokenInvalid, PayloadTooLarge, SealroomError
 from bridge.web.errors import body_for, status_for
 from bridge.web.keys import SETTINGS, WebSettings
 
@@ -51,8 +51,12 @@ def _error_response(err: SealroomError, request_id: str, request: web.Request) -
     status = status_for(err)
     if _wants_html(request):
         text = f"<!doctype html><title>{status}</title><p>{_escape(err.message)}</p>"
-        return web.Response(status=status, text=text, content_type="text/html")
-    return web.json_response(body_for(err, request_id), status=status)
+        response = web.Response(status=status, text=text, content_type="text/html")
+    else:
+        response = web.json_response(body_for(err, request_id), status=status)
+    if isinstance(err, ApiTokenInvalid):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="sealroom"'
+    return response
 
 
 def _escape(text: str) -> str:
