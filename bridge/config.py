@@ -18,7 +18,7 @@ from bridge.config_fields import Section, check_http_url, read_secret
 from bridge.errors import ConfigError
 from bridge.helpdesk.kinds import kind_names, option_models
 from bridge.helpdesk.verifier import IntegrationOptions
-from bridge.ids import is_user_id
+from bridge.ids import agent_map, is_user_id
 
 # How long a client may take to send a request's headers, and then its body (slowloris).
 DEFAULT_CLIENT_TIMEOUT_SECONDS = 20.0
@@ -252,13 +252,7 @@ class Config(_Section):
     @field_validator("agents")
     @classmethod
     def _agents(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = [key for key, user_id in value.items() if not is_user_id(user_id)]
-        if bad:
-            raise ValueError(
-                f"{', '.join(bad)}: map each helpdesk agent to a Matrix user ID "
-                "like @alice:example.org"
-            )
-        return {key.strip().lower(): user_id for key, user_id in value.items()}
+        return agent_map(value, "the helpdesks'")
 
     @property
     def database_url(self) -> str:

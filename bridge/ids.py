@@ -61,3 +61,18 @@ def is_user_id(text: str) -> bool:
     except MatrixIdInvalid:
         return False
     return True
+
+
+def agent_map(value: dict[str, str], whose: str) -> dict[str, str]:
+    """A helpdesk-agent -> Matrix ID map, keys normalised as the webhook's agent is looked up.
+
+    Raises:
+        ValueError: naming the agents not mapped to a valid Matrix user ID.
+    """
+    bad = [key for key, user_id in value.items() if not is_user_id(user_id)]
+    if bad:
+        raise ValueError(
+            f"{', '.join(bad)}: map each of {whose} agents to a Matrix user ID like "
+            "@alice:example.org"
+        )
+    return {key.strip().lower(): user_id for key, user_id in value.items()}

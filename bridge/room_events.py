@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import structlog
 
@@ -154,16 +155,26 @@ class RoomEventService:
         self.database = sessions.database
         self.clock = sessions.clock
 
+    async def _first_time_in_open_room(
+        self, db: Transaction, room_id: str, key: str, now: datetime
+    ) -> SecureSession | None:
+        """The room's open session, when the event `key` names was not handled before (a
+        restart replays the timeline); None otherwise."""
+        session = await store.sessions.get_by_room(db, room_id)
+        if session is None or session.state != SessionState.OPEN:
+            return None
+        if not await first_time(db, key, now, session.id):
+            return None
+        return session
+
     async def member_joined(self, room_id: str, user_id: str, event_id: str) -> None:
         """Post the rules when the customer (anyone but the bot and the agent) joins."""
         if user_id == self.bot_user_id:
             return
         now = self.clock()
         async with self.database.transaction() as db:
-            session = await store.sessions.get_by_room(db, room_id)
-            if session is None or session.state != SessionState.OPEN:
-                return
-            if not await first_time(db, f"joined:{event_id}", now, session.id):
+            session = await self._first_time_in_open_room(db, room_id, f"joined:{event_id}", now)
+            if session is None:
                 return
             # The customer gets the rules; the agent what to do next.
             is_agent = user_id == session.agent_user_id
@@ -193,12 +204,8 @@ class RoomEventService:
             return
         now = self.clock()
         async with self.database.transaction() as db:
-            session = await store.sessions.get_by_room(db, room_id)
-            if session is None or session.state != SessionState.OPEN:
-                return
-            if user_id == session.agent_user_id:
-                return
-            if not await first_time(db, f"left:{event_id}", now, session.id):
+            session = await self._first_time_in_open_room(db, room_id, f"left:{event_id}", now)
+            if session is None or user_id == session.agent_user_id:
                 return
             await schedule_notice(db, session.id, now, notices.customer_left(user_id))
             store.audit.record(db, now, "member.left", session_id=session.id, actor=user_id)
@@ -224,10 +231,8 @@ class RoomEventService:
             return
         now = self.clock()
         async with self.database.transaction() as db:
-            session = await store.sessions.get_by_room(db, room_id)
-            if session is None or session.state != SessionState.OPEN:
-                return
-            if not await first_time(db, f"command:{event_id}", now, session.id):
+            session = await self._first_time_in_open_room(db, room_id, f"command:{event_id}", now)
+            if session is None:
                 return
             if sender != session.agent_user_id:
                 # Told, so a customer who tries !close knows nothing happened.

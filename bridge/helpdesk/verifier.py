@@ -28,7 +28,7 @@ from bridge.errors import SignatureInvalid
 from bridge.helpdesk.mapping import FieldMap, FieldsOptions
 from bridge.helpdesk.outbound_options import OutboundOptions
 from bridge.helpdesk.presets import PRESETS
-from bridge.ids import is_user_id
+from bridge.ids import agent_map
 
 # Delivery ids are stored to recognise replays: they must fit their column and be plain text.
 _DELIVERY_ID = re.compile(rf"[\x21-\x7e]{{1,{WEBHOOK_ID_MAX}}}")
@@ -71,13 +71,7 @@ class IntegrationOptions(Section):
     @field_validator("agents")
     @classmethod
     def _agents(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = [key for key, user_id in value.items() if not is_user_id(user_id)]
-        if bad:
-            raise ValueError(
-                f"{', '.join(bad)}: map each of this helpdesk's agents to a Matrix user ID "
-                "like @alice:example.org"
-            )
-        return {key.strip().lower(): user_id for key, user_id in value.items()}
+        return agent_map(value, "this helpdesk's")
 
     @model_validator(mode="after")
     def _complete_mapping(self) -> IntegrationOptions:
