@@ -18,12 +18,13 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol, get_args
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from store.limits import WEBHOOK_ID_MAX
 
-from bridge.config_fields import Section
+from bridge.config_fields import Section, read_secret
 from bridge.errors import SignatureInvalid
 from bridge.helpdesk.mapping import FieldMap, FieldsOptions
 from bridge.helpdesk.outbound_options import OutboundOptions
@@ -102,6 +103,30 @@ class IntegrationOptions(Section):
     def kind_name(cls) -> str:
         (name,) = get_args(cls.model_fields["kind"].annotation)
         return str(name)
+
+
+class SignedOptions(IntegrationOptions):
+    """An integration whose sender signs with one shared secret (`secret` or `secret_file`)."""
+
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+
+    def secret_value(self) -> str:
+        """The configured secret, checked as the kind requires (`check_secret`).
+
+        Raises:
+            ValueError: "secret: what is wrong" when it is missing, unreadable or weak.
+        """
+        secret = read_secret(self.secret, self.secret_file, "secret", required=True)
+        assert secret is not None
+        return self.check_secret(secret.get_secret_value())
+
+    def check_secret(self, value: str) -> str:
+        """The secret as the verifier uses it; raises ValueError("secret: ...") if unfit."""
+        raise NotImplementedError
+
+    def secret_values(self) -> list[str]:
+        return [self.secret_value()]
 
 
 def header(headers: Mapping[str, str], name: str) -> str:

@@ -15,14 +15,12 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import field_validator
 
-from bridge.config_fields import read_secret
 from bridge.helpdesk.verifier import (
-    IntegrationOptions,
+    SignedOptions,
     Verifier,
     body_delivery_id,
     check_hex_hmac,
@@ -61,19 +59,14 @@ class GithubHmacVerifier:
         return body_delivery_id(body)
 
 
-class Options(IntegrationOptions):
+class Options(SignedOptions):
     kind: Literal["github-hmac"]
-    secret: SecretStr | None = None
-    secret_file: Path | None = None
     # The header holding the sender's delivery id; null: a hash of the body.
     delivery_header: str | None = None
 
     _delivery_header = field_validator("delivery_header")(check_header_name)
 
-    def secret_value(self) -> str:
-        secret = read_secret(self.secret, self.secret_file, "secret", required=True)
-        assert secret is not None
-        value = secret.get_secret_value()
+    def check_secret(self, value: str) -> str:
         if len(value) < MIN_SECRET_CHARS:
             raise ValueError(
                 f"secret: use at least {MIN_SECRET_CHARS} random characters (for example from "
@@ -83,6 +76,3 @@ class Options(IntegrationOptions):
 
     def verifier(self) -> Verifier:
         return GithubHmacVerifier(self.secret_value(), self.delivery_header)
-
-    def secret_values(self) -> list[str]:
-        return [self.secret_value()]

@@ -18,15 +18,13 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from store.limits import WEBHOOK_ID_MAX
 
-from bridge.config_fields import read_secret
 from bridge.errors import SignatureInvalid
-from bridge.helpdesk.verifier import IntegrationOptions, Verifier
+from bridge.helpdesk.verifier import SignedOptions, Verifier
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 # Kept to recognise replays, so it must fit its column and be plain text (msg_2KWPBgLlAf...).
@@ -118,16 +116,11 @@ class StandardWebhooksVerifier:
         raise SignatureInvalid("No valid v1 signature: check the integration's secret.")
 
 
-class Options(IntegrationOptions):
+class Options(SignedOptions):
     kind: Literal["standard-webhooks"]
-    secret: SecretStr | None = None
-    secret_file: Path | None = None
     tolerance_seconds: int = Field(default=300, ge=10, le=3600)
 
-    def secret_value(self) -> str:
-        secret = read_secret(self.secret, self.secret_file, "secret", required=True)
-        assert secret is not None
-        value = secret.get_secret_value()
+    def check_secret(self, value: str) -> str:
         try:
             key = base64.b64decode(value.removeprefix(SECRET_PREFIX), validate=True)
         except (binascii.Error, ValueError):
@@ -141,6 +134,3 @@ class Options(IntegrationOptions):
 
     def verifier(self) -> Verifier:
         return StandardWebhooksVerifier(self.secret_value(), self.tolerance_seconds)
-
-    def secret_values(self) -> list[str]:
-        return [self.secret_value()]

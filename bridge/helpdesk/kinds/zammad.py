@@ -14,14 +14,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
-
-from bridge.config_fields import read_secret
 from bridge.helpdesk.verifier import (
-    IntegrationOptions,
+    SignedOptions,
     Verifier,
     check_hex_hmac,
     delivery_id,
@@ -52,16 +48,11 @@ class ZammadVerifier:
         return delivery
 
 
-class Options(IntegrationOptions):
+class Options(SignedOptions):
     kind: Literal["zammad"]
-    # The webhook's "HMAC SHA1 Signature Token" (Settings > Webhook > the webhook).
-    secret: SecretStr | None = None
-    secret_file: Path | None = None
 
-    def secret_value(self) -> str:
-        secret = read_secret(self.secret, self.secret_file, "secret", required=True)
-        assert secret is not None
-        value = secret.get_secret_value()
+    def check_secret(self, value: str) -> str:
+        """The webhook's "HMAC SHA1 Signature Token" (Settings > Webhook > the webhook)."""
         if len(value) < MIN_TOKEN_CHARS:
             raise ValueError(
                 f"secret: use at least {MIN_TOKEN_CHARS} random characters (for example from "
@@ -71,6 +62,3 @@ class Options(IntegrationOptions):
 
     def verifier(self) -> Verifier:
         return ZammadVerifier(self.secret_value())
-
-    def secret_values(self) -> list[str]:
-        return [self.secret_value()]

@@ -25,15 +25,13 @@ import re
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
-from bridge.config_fields import read_secret
 from bridge.errors import SignatureInvalid
 from bridge.helpdesk.verifier import (
-    IntegrationOptions,
+    SignedOptions,
     Verifier,
     check_window,
     delivery_id,
@@ -87,18 +85,14 @@ class ZendeskVerifier:
         return invocation
 
 
-class Options(IntegrationOptions):
+class Options(SignedOptions):
     kind: Literal["zendesk"]
-    # The webhook's signing secret (Admin Center > Apps and integrations > Webhooks > the
-    # webhook > Signing secret > Reveal secret).
-    secret: SecretStr | None = None
-    secret_file: Path | None = None
     tolerance_seconds: int = Field(default=300, ge=10, le=3600)
 
-    def secret_value(self) -> str:
-        secret = read_secret(self.secret, self.secret_file, "secret", required=True)
-        assert secret is not None
-        value = secret.get_secret_value().strip()
+    def check_secret(self, value: str) -> str:
+        """The webhook's signing secret (Admin Center > Apps and integrations > Webhooks > the
+        webhook > Signing secret > Reveal secret)."""
+        value = value.strip()
         if value == DOCUMENTED_TEST_SECRET:
             raise ValueError(
                 "secret: this is the test secret from Zendesk's documentation, which anyone "
@@ -113,6 +107,3 @@ class Options(IntegrationOptions):
 
     def verifier(self) -> Verifier:
         return ZendeskVerifier(self.secret_value(), self.tolerance_seconds)
-
-    def secret_values(self) -> list[str]:
-        return [self.secret_value()]
