@@ -297,6 +297,8 @@ async def _bot_identity(config: Config, recovery_key: str | None) -> int:
 async def _run(config: Config) -> int:
     await _prepare(config)
     preflight.check_port(config.http.bind, config.http.port)
+    if config.metrics.port is not None:
+        preflight.check_port(config.metrics.bind, config.metrics.port, "metrics")
     from bridge.app import App  # after the checks: importing Alembic already logs
 
     app = App(config)
