@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from bridge import logs, preflight
 from bridge.cli_sessions import run_sessions, sessions_parser
-from bridge.config import Config, load
+from bridge.config import Config, default_path, load
 from bridge.errors import ConfigError, SealroomError
 from bridge.preflight import StartupProblem
 
@@ -66,7 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     ):
         command = sub.add_parser(name, help=text, description=text)
         command.add_argument(
-            "-c", "--config", type=Path, default=Path("config.yaml"), help="YAML configuration"
+            "-c",
+            "--config",
+            type=Path,
+            default=default_path(),
+            help="YAML configuration (default: $SEALROOM_CONFIG, else config.yaml)",
         )
     identity = sub.add_parser(
         "bot-identity",
@@ -77,7 +81,11 @@ def _parser() -> argparse.ArgumentParser:
         "input) and cross-sign the bot's new device. Stop the service first.",
     )
     identity.add_argument(
-        "-c", "--config", type=Path, default=Path("config.yaml"), help="YAML configuration"
+        "-c",
+        "--config",
+        type=Path,
+        default=default_path(),
+        help="YAML configuration (default: $SEALROOM_CONFIG, else config.yaml)",
     )
     identity.add_argument(
         "--recovery-key",

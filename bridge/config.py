@@ -454,6 +454,12 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
                                 section[key] = str(base_dir / value)
 
 
+def default_path() -> Path:
+    """The file `-c` defaults to: $SEALROOM_CONFIG (the container image sets it), else
+    ./config.yaml."""
+    return Path(os.environ.get("SEALROOM_CONFIG") or "config.yaml")
+
+
 def load(path: Path) -> Config:
     """Read and validate the YAML file at `path`.
 
