@@ -110,6 +110,8 @@ class App:
         self.identity = BotIdentity(self.bot, self.e2ee, config.bot.password_value())
         self.admin = SynapseAdmin(config.homeserver.url, config.homeserver.admin_token_value())
         self.identity_ready = asyncio.Event()
+        # Set when this process printed the bot's new recovery key (its first start).
+        self.recovery_key_shown = False
         self._identity_task: asyncio.Task[None] | None = None
         self.jobs = JobRunner(
             self.database,
@@ -248,6 +250,7 @@ class App:
                 continue
             if recovery_key is not None:
                 show_recovery_key(recovery_key, self.config.bot.user_id)
+                self.recovery_key_shown = True
             self.identity_ready.set()
             return
 
