@@ -7,9 +7,11 @@ import json
 import re
 from pathlib import Path
 
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+DASHBOARD = DOCS / "grafana-dashboard.json"
 
 # PromQL's functions, aggregations and keywords: identifiers that are not metric names.
 PROMQL_WORDS = {
@@ -57,3 +59,14 @@ def dashboard_exprs() -> list[str]:
     """Every query of every panel of the dashboard."""
     dashboard = json.loads(DASHBOARD.read_text("utf-8"))
     return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+def alert_exprs() -> list[str]:
+    """Every `expr:` of the Prometheus rules shown in docs/monitoring.md."""
+    page = (DOCS / "monitoring.md").read_text("utf-8")
+    exprs = []
+    for block in re.findall(r"```yaml\n(.*?)```", page, flags=re.DOTALL):
+        parsed = yaml.safe_load(block)
+        for group in parsed.get("groups", []) if isinstance(parsed, dict) else []:
+            exprs += [str(rule["expr"]) for rule in group["rules"]]
+    return exprs

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.web.app import make_metrics_app
 from tests.support.api_app import API_TOKEN, ApiApp
-from tests.support.promql import dashboard_exprs, exported_names, metric_names
+from tests.support.promql import alert_exprs, dashboard_exprs, exported_names, metric_names
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
@@ -115,6 +115,18 @@ async def test_every_dashboard_query_names_an_exported_metric(make_client: MakeC
     exprs = dashboard_exprs()
 
     assert len(exprs) >= 10
+    for expr in exprs:
+        names = metric_names(expr)
+        assert names, f"no metric in {expr!r}"
+        assert names <= exported, f"{expr!r} names {sorted(names - exported)}, not exported"
+
+
+async def test_every_documented_alert_names_an_exported_metric(make_client: MakeClient) -> None:
+    client = await make_client()
+    exported = exported_names(await (await client.get("/metrics")).text())
+    exprs = alert_exprs()
+
+    assert len(exprs) >= 5
     for expr in exprs:
         names = metric_names(expr)
         assert names, f"no metric in {expr!r}"
