@@ -26,6 +26,8 @@ from bridge.preflight import StartupProblem
 
 if TYPE_CHECKING:
     from bridge.app import App
+    from store import Database
+    from store.migrate import SchemaTooNew
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -57,7 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (
         ("run", "run the service"),
         ("check-config", "validate the configuration and print every problem"),
-        ("migrate", "apply database migrations and exit"),
+        (
+            "migrate",
+            "apply database migrations and exit (or, with --downgrade-to, undo the newer ones "
+            "before going back to an older version)",
+        ),
         (
             "healthcheck",
             "exit 0 if the running service answers GET /healthz on the configured "
@@ -72,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
             default=default_path(),
             help="YAML configuration (default: $SEALROOM_CONFIG, else config.yaml)",
         )
+    sub.choices["migrate"].add_argument(
+        "--downgrade-to",
+        metavar="REVISION",
+        help="undo the migrations after REVISION (e.g. 0003), for a rollback to the version "
+        "whose newest migration it is; back up the database first",
+    )
     identity = sub.add_parser(
         "bot-identity",
         help="set up (or restore) the bot's cross-signing, secret storage and key backup",
@@ -186,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(config.logging.level, config.logging.format, secrets=config_secrets(config))
     try:
         if args.command == "migrate":
-            return asyncio.run(_migrate(config))
+            return asyncio.run(_migrate(config, args.downgrade_to))
         if args.command == "sessions":
             return asyncio.run(run_sessions(config, args))
         if args.command == "bot-identity":
@@ -253,18 +265,56 @@ async def _prepare(config: Config) -> None:
     await preflight.check_database(config.database_url)
 
 
-async def _migrate(config: Config) -> int:
+async def _migrate(config: Config, downgrade_to: str | None = None) -> int:
     await _prepare(config)
     import store.migrate  # after the checks: importing Alembic already logs
     from store import Database
 
     database = Database(config.database_url)
     try:
-        await store.migrate.upgrade_to_head(database)
+        if downgrade_to is None:
+            await store.migrate.upgrade_to_head(database)
+        elif not await _downgrade(database, downgrade_to):
+            return EXIT_FAILED
         print(f"database at revision {await store.migrate.current_revision(database)}")
+    except store.migrate.SchemaTooNew as err:
+        raise schema_problem(err) from None
     finally:
         await database.close()
     return EXIT_OK
+
+
+async def _downgrade(database: Database, revision: str) -> bool:
+    """False (with one line on stderr) when `revision` is not something to go back to."""
+    import store.migrate
+
+    known = store.migrate.known_revisions()
+    current = await store.migrate.current_revision(database)
+    if revision not in known:
+        print(
+            f"sealroom: --downgrade-to: {revision!r} is not a migration of this version "
+            f"({', '.join(known)})",
+            file=sys.stderr,
+        )
+        return False
+    if current is None or current not in known:
+        print(
+            f"sealroom: --downgrade-to: the database is at {current or 'no migration'}, which "
+            "this version cannot undo",
+            file=sys.stderr,
+        )
+        return False
+    if known.index(revision) < known.index(current):
+        await store.migrate.downgrade_to(database, revision)
+    return True
+
+
+def schema_problem(err: SchemaTooNew) -> StartupProblem:
+    return StartupProblem(
+        f"database.url: {err}; to roll back, run `sealroom migrate --downgrade-to {err.head}` "
+        "with the newer version first, or restore the database backup taken before the upgrade "
+        "(docs/upgrades.md)"
+    )
 
 
 def _read_recovery_key() -> str:
@@ -323,6 +373,10 @@ async def _run(config: Config) -> int:
 
 def _start_failure(config: Config, app: App, err: Exception) -> StartupProblem | None:
     """What went wrong in a start that passed the checks above (something changed meanwhile)."""
+    from store.migrate import SchemaTooNew
+
+    if isinstance(err, SchemaTooNew):
+        return schema_problem(err)
     if isinstance(err, SealroomError):
         if err.errcode == "SEALROOM_BOT_LOCKED":
             return StartupProblem(f"bot.data_dir: {config.bot.data_dir}: {err.message}")

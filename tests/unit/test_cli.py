@@ -6,6 +6,7 @@ What an admin (or a container's HEALTHCHECK) runs before and around `sealroom ru
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 import yaml
 from aiohttp import web
 
+import store.migrate
 from bridge import cli
 from bridge.web import health
 
@@ -139,3 +141,63 @@ async def test_healthcheck_asks_the_configured_port(
     assert (up, down) == (0, 1)
     assert "healthy" in out
     assert f"unhealthy: http://127.0.0.1:{port}/healthz" in out
+
+
+# -- sealroom migrate --downgrade-to (rolling back an upgrade) ---------------------------------
+
+
+def _sqlite_config(tmp_path: Path) -> Path:
+    raw = minimal(tmp_path)
+    raw["database"] = {"url": f"sqlite+aiosqlite:///{tmp_path / 'sealroom.db'}"}
+    return write(tmp_path, raw)
+
+
+def _revision(tmp_path: Path) -> str:
+    with sqlite3.connect(tmp_path / "sealroom.db") as conn:
+        return str(conn.execute("SELECT version_num FROM alembic_version").fetchone()[0])
+
+
+def test_migrate_downgrades_for_a_rollback_and_upgrades_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _sqlite_config(tmp_path)
+    known = store.migrate.known_revisions()
+    assert cli.main(["migrate", "-c", str(path)]) == 0
+    assert _revision(tmp_path) == known[-1]
+
+    assert cli.main(["migrate", "-c", str(path), "--downgrade-to", known[0]]) == 0
+    assert _revision(tmp_path) == known[0]
+    assert cli.main(["migrate", "-c", str(path)]) == 0
+
+    assert _revision(tmp_path) == known[-1]
+    assert f"database at revision {known[0]}" in capsys.readouterr().out
+
+
+def test_migrate_refuses_an_unknown_downgrade_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _sqlite_config(tmp_path)
+    assert cli.main(["migrate", "-c", str(path)]) == 0
+
+    code = cli.main(["migrate", "-c", str(path), "--downgrade-to", "0abc"])
+
+    assert code == 1
+    assert "--downgrade-to: '0abc' is not a migration of this version" in capsys.readouterr().err
+    assert _revision(tmp_path) == store.migrate.head_revision()
+
+
+def test_a_database_from_a_newer_version_is_one_line_naming_the_way_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _sqlite_config(tmp_path)
+    assert cli.main(["migrate", "-c", str(path)]) == 0
+    with sqlite3.connect(tmp_path / "sealroom.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+
+    code = cli.main(["migrate", "-c", str(path)])
+
+    err = capsys.readouterr().err.splitlines()
+    [line] = [line for line in err if line.startswith("sealroom:")]  # besides Alembic's log
+    assert code == 2
+    assert line.startswith("sealroom: database.url: the database is at migration 9999")
+    assert f"sealroom migrate --downgrade-to {store.migrate.head_revision()}" in line
