@@ -107,6 +107,24 @@ def test_check_config_refuses_metrics_on_the_public_port(
     assert "metrics.port: 8080 is http.port too" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [
+        ({"port": 0}, "metrics.port: Input should be greater than or equal to 1"),
+        ({"port": 70000}, "metrics.port: Input should be less than or equal to 65535"),
+        ({"bind": "127.0.0.1", "colour": "red"}, "metrics.colour: unknown option"),
+    ],
+)
+def test_check_config_names_a_bad_metrics_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], metrics: dict[str, Any], message: str
+) -> None:
+    raw = minimal(tmp_path)
+    raw["metrics"] = metrics
+
+    assert cli.main(["check-config", "-c", str(write(tmp_path, raw))]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_check_config_accepts_a_private_metrics_port(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
