@@ -3,8 +3,9 @@
 Without Docker these files are parsed and checked for what an admin relies on: the build
 context holds no secrets or local state, the image runs as a non-root user, its health check
 follows the configured port, and compose.yaml wires what deploy/sealroom.yaml expects (loaded
-through the real schema). With a Docker daemon the image is also built and run; with the compose
-plugin, `docker compose config` validates compose.yaml. Without them those tests skip, saying why.
+through the real schema). With a Docker daemon the image is also built and run; with Docker's
+compose plugin (or the standalone docker-compose), `config` validates compose.yaml. Without them
+those tests skip, saying why.
 """
 
 from __future__ import annotations
@@ -302,28 +303,64 @@ def _docker_daemon() -> str | None:
     return None
 
 
-def _compose_plugin() -> str | None:
-    if shutil.which("docker") is None:
-        return "the docker command is not installed"
-    result = subprocess.run(
-        ["docker", "compose", "version"], capture_output=True, timeout=30, check=False
-    )
-    return None if result.returncode == 0 else "the docker compose plugin is not installed"
+def _compose_command() -> list[str] | None:
+    """Docker's compose plugin, else the standalone docker-compose (Debian's 1.29), if any."""
+    if shutil.which("docker") is not None:
+        plugin = subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, timeout=30, check=False
+        )
+        if plugin.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose") is not None:
+        return ["docker-compose"]
+    return None
 
 
-def test_docker_compose_config_accepts_the_file() -> None:
-    reason = _compose_plugin()
-    if reason:
-        pytest.skip(reason)
+def _compose_folder(tmp_path: Path) -> Path:
+    """compose.yaml and what it names, in a folder of its own: empty secret files (compose checks
+    they exist), and no .env of the checkout's to read the database password from."""
+    shutil.copy(REPO / "compose.yaml", tmp_path / "compose.yaml")
+    (tmp_path / "deploy").mkdir()
+    shutil.copy(DEPLOY_CONFIG, tmp_path / "deploy" / "sealroom.yaml")
+    (tmp_path / "secrets").mkdir()
+    for name in compose()["secrets"]:
+        (tmp_path / "secrets" / name).touch()
+    return tmp_path / "compose.yaml"
+
+
+def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
+    command = _compose_command()
+    if command is None:
+        pytest.skip("neither the docker compose plugin nor docker-compose is installed")
     result = subprocess.run(
-        ["docker", "compose", "-f", str(REPO / "compose.yaml"), "config", "--quiet"],
+        [*command, "-f", str(_compose_folder(tmp_path)), "config", "--quiet"],
         capture_output=True,
         text=True,
         timeout=60,
         env={**os.environ, **COMPOSE_ENV},
+        cwd=tmp_path,
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_docker_compose_refuses_to_start_without_the_database_password(tmp_path: Path) -> None:
+    """`${SEALROOM_DB_PASSWORD:?...}`: no silent empty password."""
+    command = _compose_command()
+    if command is None:
+        pytest.skip("neither the docker compose plugin nor docker-compose is installed")
+    env = {k: v for k, v in os.environ.items() if k != "SEALROOM_DB_PASSWORD"}
+    result = subprocess.run(
+        [*command, "-f", str(_compose_folder(tmp_path)), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "set SEALROOM_DB_PASSWORD in .env" in result.stderr
 
 
 def test_the_image_builds_and_runs_as_non_root() -> None:
