@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge import logs, preflight
+from bridge.cli_migrate import run_migrate, schema_problem
 from bridge.cli_sessions import run_sessions, sessions_parser
 from bridge.config import Config, default_path, load
 from bridge.errors import ConfigError, SealroomError
@@ -26,8 +27,6 @@ from bridge.preflight import StartupProblem
 
 if TYPE_CHECKING:
     from bridge.app import App
-    from store import Database
-    from store.migrate import SchemaTooNew
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -265,56 +264,9 @@ async def _prepare(config: Config) -> None:
     await preflight.check_database(config.database_url)
 
 
-async def _migrate(config: Config, downgrade_to: str | None = None) -> int:
+async def _migrate(config: Config, downgrade_to: str | None) -> int:
     await _prepare(config)
-    import store.migrate  # after the checks: importing Alembic already logs
-    from store import Database
-
-    database = Database(config.database_url)
-    try:
-        if downgrade_to is None:
-            await store.migrate.upgrade_to_head(database)
-        elif not await _downgrade(database, downgrade_to):
-            return EXIT_FAILED
-        print(f"database at revision {await store.migrate.current_revision(database)}")
-    except store.migrate.SchemaTooNew as err:
-        raise schema_problem(err) from None
-    finally:
-        await database.close()
-    return EXIT_OK
-
-
-async def _downgrade(database: Database, revision: str) -> bool:
-    """False (with one line on stderr) when `revision` is not something to go back to."""
-    import store.migrate
-
-    known = store.migrate.known_revisions()
-    current = await store.migrate.current_revision(database)
-    if revision not in known:
-        print(
-            f"sealroom: --downgrade-to: {revision!r} is not a migration of this version "
-            f"({', '.join(known)})",
-            file=sys.stderr,
-        )
-        return False
-    if current is None or current not in known:
-        print(
-            f"sealroom: --downgrade-to: the database is at {current or 'no migration'}, which "
-            "this version cannot undo",
-            file=sys.stderr,
-        )
-        return False
-    if known.index(revision) < known.index(current):
-        await store.migrate.downgrade_to(database, revision)
-    return True
-
-
-def schema_problem(err: SchemaTooNew) -> StartupProblem:
-    return StartupProblem(
-        f"database.url: {err}; to roll back, run `sealroom migrate --downgrade-to {err.head}` "
-        "with the newer version first, or restore the database backup taken before the upgrade "
-        "(docs/upgrades.md)"
-    )
+    return await run_migrate(config.database_url, downgrade_to)
 
 
 def _read_recovery_key() -> str:
@@ -373,10 +325,9 @@ async def _run(config: Config) -> int:
 
 def _start_failure(config: Config, app: App, err: Exception) -> StartupProblem | None:
     """What went wrong in a start that passed the checks above (something changed meanwhile)."""
-    from store.migrate import SchemaTooNew
-
-    if isinstance(err, SchemaTooNew):
-        return schema_problem(err)
+    problem = schema_problem(err)
+    if problem is not None:
+        return problem
     if isinstance(err, SealroomError):
         if err.errcode == "SEALROOM_BOT_LOCKED":
             return StartupProblem(f"bot.data_dir: {config.bot.data_dir}: {err.message}")
