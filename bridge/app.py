@@ -33,7 +33,7 @@ from bridge.sessions import SessionService, Settings, utcnow
 from bridge.tasks import cancel_and_wait
 from bridge.ticket_notes import LinkSealer, TicketNotes, TicketUpdates
 from bridge.web.api import session_api
-from bridge.web.app import make_app
+from bridge.web.app import make_app, make_metrics_app
 from bridge.web.keys import Readiness, Services, WebSettings
 from bridge.web.server import WebServer
 from store import Database
@@ -110,6 +110,8 @@ class App:
         self.identity = BotIdentity(self.bot, self.e2ee, config.bot.password_value())
         self.admin = SynapseAdmin(config.homeserver.url, config.homeserver.admin_token_value())
         self.identity_ready = asyncio.Event()
+        # Set when this process printed the bot's new recovery key (its first start).
+        self.recovery_key_shown = False
         self._identity_task: asyncio.Task[None] | None = None
         self.jobs = JobRunner(
             self.database,
@@ -189,6 +191,7 @@ class App:
             session_api=session_api(
                 SessionQueries(self.database, self.sessions), config.api.token_value()
             ),
+            serve_metrics=config.metrics.port is None,
         )
         self.web = WebServer(
             self.web_app,
@@ -197,6 +200,17 @@ class App:
             config.http.client_timeout_seconds,
         )
         self.port: int | None = None
+        # metrics.port set: /metrics on a listener of its own, off the public port.
+        self.metrics_web = (
+            None
+            if config.metrics.port is None
+            else WebServer(
+                make_metrics_app(),
+                config.metrics.bind,
+                config.metrics.port,
+                config.http.client_timeout_seconds,
+            )
+        )
 
     async def start(self) -> None:
         self.config.bot.data_dir.mkdir(parents=True, exist_ok=True)
@@ -207,9 +221,20 @@ class App:
         self.jobs.pause_until(self.bot.synced, self.identity_ready)
         await self.jobs.start()
         self._identity_task = asyncio.create_task(self._ensure_identity(), name="bot-identity")
+        if self.metrics_web is not None:
+            await self.metrics_web.start()
         await self.web.start()
         self.port = self.web.port
-        log.info("sealroom.started", bind=self.config.http.bind, port=self.port)
+        log.info(
+            "sealroom.started",
+            bind=self.config.http.bind,
+            port=self.port,
+            **(
+                {"metrics_bind": self.metrics_web.bind, "metrics_port": self.metrics_web.port}
+                if self.metrics_web is not None
+                else {}
+            ),
+        )
 
     async def _ensure_identity(self) -> None:
         """Once the bot has synced: create or check its cross-signing identity, with retries."""
@@ -225,6 +250,7 @@ class App:
                 continue
             if recovery_key is not None:
                 show_recovery_key(recovery_key, self.config.bot.user_id)
+                self.recovery_key_shown = True
             self.identity_ready.set()
             return
 
@@ -234,6 +260,8 @@ class App:
             await cancel_and_wait(self._identity_task)
             self._identity_task = None
         await self.web.stop()
+        if self.metrics_web is not None:
+            await self.metrics_web.stop()
         await self.jobs.stop()
         for system in self.ticket_systems.values():
             await system.close()

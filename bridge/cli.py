@@ -1,4 +1,5 @@
-"""Command line: `sealroom run|check-config|migrate|bot-identity|sessions|demo`.
+"""Command line: `sealroom run|check-config|migrate|bot-identity|sessions|healthcheck|
+example-config|demo` and `sealroom --version`.
 
 Exit codes: 0 ok; 1 failed (for `sessions`: no such session, or nothing to do); 2 the
 configuration, or what it points at (data directory, database, HTTP port), is wrong: one line
@@ -10,13 +11,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import http.client
+import importlib.metadata
+import importlib.resources
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge import logs, preflight
+from bridge.cli_migrate import run_migrate, schema_problem
 from bridge.cli_sessions import run_sessions, sessions_parser
-from bridge.config import Config, load
+from bridge.config import Config, default_path, load
 from bridge.errors import ConfigError, SealroomError
 from bridge.preflight import StartupProblem
 
@@ -31,20 +36,53 @@ EXIT_CONFIG = 2
 _LISTEN_ERRNOS = {errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL}
 
 
+def version() -> str:
+    """The installed distribution's version (pyproject.toml's), or a marker outside an install."""
+    try:
+        return importlib.metadata.version("sealroom")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def example_config() -> str:
+    """config.example.yaml as shipped inside the package (the wheel and the image have it)."""
+    return (importlib.resources.files("bridge") / "config.example.yaml").read_text("utf-8")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sealroom", description="Secure credential hand-off rooms on Matrix."
     )
+    parser.add_argument("--version", action="version", version=f"sealroom {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
         ("run", "run the service"),
         ("check-config", "validate the configuration and print every problem"),
-        ("migrate", "apply database migrations and exit"),
+        (
+            "migrate",
+            "apply database migrations and exit (or, with --downgrade-to, undo the newer ones "
+            "before going back to an older version)",
+        ),
+        (
+            "healthcheck",
+            "exit 0 if the running service answers GET /healthz on the configured "
+            "http.bind and http.port (for a container's HEALTHCHECK)",
+        ),
     ):
         command = sub.add_parser(name, help=text, description=text)
         command.add_argument(
-            "-c", "--config", type=Path, default=Path("config.yaml"), help="YAML configuration"
+            "-c",
+            "--config",
+            type=Path,
+            default=default_path(),
+            help="YAML configuration (default: $SEALROOM_CONFIG, else config.yaml)",
         )
+    sub.choices["migrate"].add_argument(
+        "--downgrade-to",
+        metavar="REVISION",
+        help="undo the migrations after REVISION (e.g. 0003), for a rollback to the version "
+        "whose newest migration it is; back up the database first",
+    )
     identity = sub.add_parser(
         "bot-identity",
         help="set up (or restore) the bot's cross-signing, secret storage and key backup",
@@ -54,7 +92,11 @@ def _parser() -> argparse.ArgumentParser:
         "input) and cross-sign the bot's new device. Stop the service first.",
     )
     identity.add_argument(
-        "-c", "--config", type=Path, default=Path("config.yaml"), help="YAML configuration"
+        "-c",
+        "--config",
+        type=Path,
+        default=default_path(),
+        help="YAML configuration (default: $SEALROOM_CONFIG, else config.yaml)",
     )
     identity.add_argument(
         "--recovery-key",
@@ -62,6 +104,11 @@ def _parser() -> argparse.ArgumentParser:
         help="restore: read the recovery key from the terminal (or standard input)",
     )
     sessions_parser(sub)
+    sub.add_parser(
+        "example-config",
+        help="print the commented example configuration (every option and its default)",
+        description="Print config.example.yaml: sealroom example-config > config.yaml",
+    )
     demo = sub.add_parser(
         "demo",
         help="start a local Synapse and sealroom and walk through the flow",
@@ -132,8 +179,12 @@ def config_warnings(config: Config) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command != "check-config":
-        preflight.restrict_new_files()  # before anything below creates a file or a folder
+    if args.command == "example-config":
+        sys.stdout.write(example_config())
+        return EXIT_OK
+    if args.command == "check-config":
+        return _check_config(args.config)
+    preflight.restrict_new_files()  # before anything below creates a file or a folder
     if args.command == "demo":
         from bridge.devtools.demo import run_demo
 
@@ -141,19 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
-    if args.command == "check-config":
-        problem = preflight.data_dir_problem(config.bot.data_dir)
-        if problem:
-            _print_problems(args.config, [problem])
-            return EXIT_CONFIG
-        print(f"{args.config}: configuration is valid")
-        for warning in config_warnings(config):
-            print(f"{args.config}: warning: {warning}")
-        return EXIT_OK
+    if args.command == "healthcheck":
+        return _healthcheck(config)
     logs.configure(config.logging.level, config.logging.format, secrets=config_secrets(config))
     try:
         if args.command == "migrate":
-            return asyncio.run(_migrate(config))
+            return asyncio.run(_migrate(config, args.downgrade_to))
         if args.command == "sessions":
             return asyncio.run(run_sessions(config, args))
         if args.command == "bot-identity":
@@ -165,24 +209,64 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
 
 
+def _check_config(path: Path) -> int:
+    """Every problem in one run: the file's values, its secrets and the data directory."""
+    config: Config | None = None
+    try:
+        config = load(path)
+    except ConfigError as err:
+        problems, data_dir = err.problems, err.data_dir
+    else:
+        problems, data_dir = [], config.bot.data_dir
+    data_dir_problem = None if data_dir is None else preflight.data_dir_problem(data_dir)
+    if data_dir_problem is not None:
+        problems.append(data_dir_problem)
+    if problems or config is None:
+        _print_problems(path, problems)
+        return EXIT_CONFIG
+    print(f"{path}: configuration is valid")
+    for warning in config_warnings(config):
+        print(f"{path}: warning: {warning}")
+    return EXIT_OK
+
+
+# Seconds the health check waits for the service's answer (a container's HEALTHCHECK has its own
+# --timeout around the whole command).
+HEALTHCHECK_TIMEOUT_SECONDS = 5.0
+
+
+def _healthcheck(config: Config) -> int:
+    """GET /healthz where `run` listens: a wildcard bind is reached on loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(  # noqa: S104
+        config.http.bind, config.http.bind
+    )
+    connection = http.client.HTTPConnection(
+        host, config.http.port, timeout=HEALTHCHECK_TIMEOUT_SECONDS
+    )
+    try:
+        connection.request("GET", "/healthz")
+        status = connection.getresponse().status
+    except OSError as err:
+        print(f"sealroom: unhealthy: http://{host}:{config.http.port}/healthz: {err}")
+        return EXIT_FAILED
+    finally:
+        connection.close()
+    if status != 200:
+        print(f"sealroom: unhealthy: http://{host}:{config.http.port}/healthz answered {status}")
+        return EXIT_FAILED
+    print("sealroom: healthy")
+    return EXIT_OK
+
+
 async def _prepare(config: Config) -> None:
     """The data directory and the database, checked before any part starts."""
     preflight.prepare_data_dir(config.bot.data_dir)
     await preflight.check_database(config.database_url)
 
 
-async def _migrate(config: Config) -> int:
+async def _migrate(config: Config, downgrade_to: str | None) -> int:
     await _prepare(config)
-    import store.migrate  # after the checks: importing Alembic already logs
-    from store import Database
-
-    database = Database(config.database_url)
-    try:
-        await store.migrate.upgrade_to_head(database)
-        print(f"database at revision {await store.migrate.current_revision(database)}")
-    finally:
-        await database.close()
-    return EXIT_OK
+    return await run_migrate(config.database_url, downgrade_to)
 
 
 def _read_recovery_key() -> str:
@@ -223,6 +307,8 @@ async def _bot_identity(config: Config, recovery_key: str | None) -> int:
 async def _run(config: Config) -> int:
     await _prepare(config)
     preflight.check_port(config.http.bind, config.http.port)
+    if config.metrics.port is not None:
+        preflight.check_port(config.metrics.bind, config.metrics.port, "metrics")
     from bridge.app import App  # after the checks: importing Alembic already logs
 
     app = App(config)
@@ -239,6 +325,9 @@ async def _run(config: Config) -> int:
 
 def _start_failure(config: Config, app: App, err: Exception) -> StartupProblem | None:
     """What went wrong in a start that passed the checks above (something changed meanwhile)."""
+    problem = schema_problem(err)
+    if problem is not None:
+        return problem
     if isinstance(err, SealroomError):
         if err.errcode == "SEALROOM_BOT_LOCKED":
             return StartupProblem(f"bot.data_dir: {config.bot.data_dir}: {err.message}")

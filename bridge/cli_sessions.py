@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bridge import preflight
-from bridge.config import Config
+from bridge.config import Config, default_path
 from bridge.errors import SealroomError
 from bridge.preflight import StartupProblem
 
@@ -62,7 +62,11 @@ def sessions_parser(sub: Any) -> None:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         action.add_argument(
-            "-c", "--config", type=Path, default=Path("config.yaml"), help="YAML configuration"
+            "-c",
+            "--config",
+            type=Path,
+            default=default_path(),
+            help="YAML configuration (default: $SEALROOM_CONFIG, else config.yaml)",
         )
         action.add_argument("--json", action="store_true", help="print JSON (for scripts)")
         if name == "list":

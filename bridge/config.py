@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, TypeAdapter, ValidationError, field_validator
 
 from bridge.config_fields import Section, check_http_url, read_secret
 from bridge.errors import ConfigError
@@ -121,6 +121,9 @@ else:
     IntegrationConfig = Annotated[Union[option_models()], Field(discriminator="kind")]  # noqa: UP007
 
 
+_INTEGRATION: TypeAdapter[IntegrationConfig] = TypeAdapter(IntegrationConfig)
+_S = TypeVar("_S", bound=BaseModel)
+
 _TEMPLATE_FIELDS = {"ticket_ref": "T-1", "subject": "subject", "integration": "helpdesk"}
 
 
@@ -209,6 +212,14 @@ class ApiConfig(_Section):
         return value
 
 
+class MetricsConfig(_Section):
+    """Where /metrics is served: with `port` set, on a listener of its own (keep it private) and
+    no longer on the public port; with `port` null, on http.bind:http.port."""
+
+    bind: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "console"] = "auto"
@@ -228,12 +239,13 @@ class Config(_Section):
     jobs: JobsConfig = JobsConfig()
     trust: TrustConfig = TrustConfig()
     api: ApiConfig = ApiConfig()
+    metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
 
-    @field_validator("api", mode="before")
+    @field_validator("api", "metrics", mode="before")
     @classmethod
-    def _api_section(cls, value: Any) -> Any:
-        # `api:` with every key commented out (as in config.example.yaml) is an empty section.
+    def _empty_section(cls, value: Any) -> Any:
+        # A section with every key commented out (`api:` in config.example.yaml) is empty.
         return {} if value is None else value
 
     @field_validator("integrations")
@@ -286,29 +298,52 @@ def _interpolate(node: Any, path: str, problems: list[str]) -> Any:
     return node
 
 
-def _secret_problems(config: Config) -> list[str]:
-    """Check secrets (files readable, not example values) without keeping them on the model."""
+def _valid_section(model: type[_S], raw: Any) -> _S | None:
+    """`raw` as `model` if that one section is valid on its own (its own problems are reported
+    by the whole file's validation)."""
+    try:
+        return model.model_validate({} if raw is None else raw)
+    except ValidationError:
+        return None
+
+
+def _secret_problems(raw: dict[str, Any]) -> list[str]:
+    """Check secrets (files readable, not example values) without keeping them on the model.
+
+    Each section that is valid on its own is checked, even when another section is not, so that
+    one run of check-config reports a file's structural problems and its secrets' together.
+    """
     problems: list[str] = []
-    checks: list[tuple[str, Any]] = [
-        ("homeserver", config.homeserver.admin_token_value),
-        ("bot", config.bot.password_value),
-        ("bot", config.bot.access_token_value),
-        ("bot", config.bot.pickle_key_value),
-        ("api", config.api.token_value),
-    ]
-    checks += [(f"integrations.{name}", i.verifier) for name, i in config.integrations.items()]
-    checks += [
-        (f"integrations.{name}", i.outbound.secret_values)
-        for name, i in config.integrations.items()
-        if i.outbound is not None
-    ]
+    checks: list[tuple[str, Any]] = []
+    homeserver = _valid_section(HomeserverConfig, raw.get("homeserver"))
+    if homeserver is not None:
+        checks.append(("homeserver", homeserver.admin_token_value))
+    bot = _valid_section(BotConfig, raw.get("bot"))
+    if bot is not None:
+        checks += [("bot", bot.password_value), ("bot", bot.access_token_value)]
+        checks.append(("bot", bot.pickle_key_value))
+    api = _valid_section(ApiConfig, raw.get("api"))
+    if api is not None:
+        checks.append(("api", api.token_value))
+    integrations = raw.get("integrations")
+    for name, value in integrations.items() if isinstance(integrations, dict) else ():
+        try:
+            integration = _INTEGRATION.validate_python(value)
+        except ValidationError:
+            continue
+        checks.append((f"integrations.{name}", integration.verifier))
+        if integration.outbound is not None:
+            checks.append((f"integrations.{name}", integration.outbound.secret_values))
     for section, getter in checks:
         try:
             getter()
         except ValueError as err:
             problems.append(f"{section}.{err}")
-    if not any(p.startswith(("bot.password", "bot.access_token")) for p in problems) and (
-        config.bot.password_value() is None and config.bot.access_token_value() is None
+    if (
+        bot is not None
+        and not any(p.startswith(("bot.password", "bot.access_token")) for p in problems)
+        and bot.password_value() is None
+        and bot.access_token_value() is None
     ):
         problems.append("bot.password: set bot.password (or password_file) or bot.access_token")
     return problems
@@ -328,24 +363,16 @@ def parse(raw: Any, base_dir: Path | None = None) -> Config:
     raw = _interpolate(raw, "", problems)
     if base_dir is not None:
         _resolve_paths(raw, base_dir)
+    config: Config | None = None
     try:
         config = Config.model_validate(raw)
     except ValidationError as err:
-        for error in err.errors():
-            parts = _key_path(error["loc"])
-            message = error["msg"].removeprefix("Value error, ")
-            if error["type"] == "extra_forbidden":
-                message = "unknown option (check the spelling against config.example.yaml)"
-            elif error["type"] == "union_tag_invalid":
-                parts.append("kind")
-                message = "must be one of " + ", ".join(kind_names())
-            elif error["type"] == "union_tag_not_found":
-                parts.append("kind")
-                message = "is required: one of " + ", ".join(kind_names())
-            loc = ".".join(parts) or "(top level)"
-            problems.append(f"{loc}: {message}")
-        raise ConfigError(problems) from None
-    if config.registration.enabled and not any(p.startswith("homeserver.admin") for p in problems):
+        problems += _validation_problems(err)
+    if (
+        config is not None
+        and config.registration.enabled
+        and not any(p.startswith("homeserver.admin") for p in problems)
+    ):
         try:
             has_admin = config.homeserver.admin_token_value() is not None
         except ValueError:
@@ -355,12 +382,38 @@ def parse(raw: Any, base_dir: Path | None = None) -> Config:
                 "registration.enabled: creating accounts needs homeserver.admin_token "
                 "(a Synapse admin's access token, to mint registration tokens)"
             )
-    # A secret whose ${VAR} is missing is already reported once; say nothing more about it.
+    if config is not None and config.metrics.port == config.http.port:
+        problems.append(
+            f"metrics.port: {config.metrics.port} is http.port too; choose another port for "
+            "the metrics listener, or set metrics.port to null to serve /metrics on http.port"
+        )
+    # A key already reported (a secret whose ${VAR} is missing, or a section's invalid value)
+    # is reported once; say nothing more about it.
     reported = {problem.split(":", 1)[0] for problem in problems}
-    problems += [p for p in _secret_problems(config) if p.split(":", 1)[0] not in reported]
+    problems += [p for p in _secret_problems(raw) if p.split(":", 1)[0] not in reported]
     if problems:
-        raise ConfigError(problems)
+        bot = _valid_section(BotConfig, raw.get("bot"))
+        raise ConfigError(problems, data_dir=None if bot is None else bot.data_dir)
+    assert config is not None  # every validation error is a problem above
     return config
+
+
+def _validation_problems(err: ValidationError) -> list[str]:
+    problems = []
+    for error in err.errors():
+        parts = _key_path(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown option (check the spelling against config.example.yaml)"
+        elif error["type"] == "union_tag_invalid":
+            parts.append("kind")
+            message = "must be one of " + ", ".join(kind_names())
+        elif error["type"] == "union_tag_not_found":
+            parts.append("kind")
+            message = "is required: one of " + ", ".join(kind_names())
+        loc = ".".join(parts) or "(top level)"
+        problems.append(f"{loc}: {message}")
+    return problems
 
 
 def _key_path(loc: tuple[int | str, ...]) -> list[str]:
@@ -399,6 +452,12 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
                         if key.endswith("_file") and isinstance(value, str):
                             if not Path(value).is_absolute():
                                 section[key] = str(base_dir / value)
+
+
+def default_path() -> Path:
+    """The file `-c` defaults to: $SEALROOM_CONFIG (the container image sets it), else
+    ./config.yaml."""
+    return Path(os.environ.get("SEALROOM_CONFIG") or "config.yaml")
 
 
 def load(path: Path) -> Config:

@@ -6,6 +6,11 @@ who has to act on them and never contain a secret.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
 
 class SealroomError(Exception):
     """Base of every expected failure."""
@@ -23,8 +28,10 @@ class ConfigError(SealroomError):
 
     errcode = "SEALROOM_CONFIG_INVALID"
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], data_dir: Path | None = None) -> None:
         self.problems = problems
+        # bot.data_dir when the bot's section is valid: check-config checks it in the same run.
+        self.data_dir = data_dir
         super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
 
 

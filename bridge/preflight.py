@@ -153,11 +153,13 @@ def database_problem(err: DatabaseUnavailable) -> StartupProblem:
 # -- the HTTP port ------------------------------------------------------------------------------
 
 
-def check_port(bind: str, port: int) -> None:
+def check_port(bind: str, port: int, section: str = "http") -> None:
     """Bind (and release) every address the HTTP server will listen on.
 
+    `section` names the keys in the messages: `http`, or `metrics` for the metrics listener.
+
     Raises:
-        StartupProblem: naming http.port or http.bind.
+        StartupProblem: naming <section>.port or <section>.bind.
     """
     if port == 0:
         return  # the system picks a free port
@@ -167,7 +169,7 @@ def check_port(bind: str, port: int) -> None:
         )
     except socket.gaierror as err:
         raise StartupProblem(
-            f"http.bind: cannot resolve {bind!r} ({err.strerror}); use an IP address of this "
+            f"{section}.bind: cannot resolve {bind!r} ({err.strerror}); use an IP address of this "
             "machine, for example 127.0.0.1 or 0.0.0.0"
         ) from None
     for family, kind, proto, _, address in addresses:
@@ -176,24 +178,24 @@ def check_port(bind: str, port: int) -> None:
             try:
                 probe.bind(address)
             except OSError as err:
-                raise port_problem(bind, port, err) from None
+                raise port_problem(bind, port, err, section) from None
 
 
-def port_problem(bind: str, port: int, err: OSError) -> StartupProblem:
+def port_problem(bind: str, port: int, err: OSError, section: str = "http") -> StartupProblem:
     where = f"{bind}:{port}"
     if err.errno == errno.EADDRINUSE:
         return StartupProblem(
-            f"http.port: {where} is already in use by another program; stop it, or set "
-            "http.port to a free port"
+            f"{section}.port: {where} is already in use by another program; stop it, or set "
+            f"{section}.port to a free port"
         )
     if err.errno == errno.EACCES:
         return StartupProblem(
-            f"http.port: not allowed to listen on {where} (ports below 1024 need privileges); "
-            "choose a port above 1023 and put a reverse proxy in front"
+            f"{section}.port: not allowed to listen on {where} (ports below 1024 need "
+            "privileges); choose a port above 1023 and put a reverse proxy in front"
         )
     if err.errno == errno.EADDRNOTAVAIL:
         return StartupProblem(
-            f"http.bind: {bind} is not an address of this machine; use one of its addresses, "
+            f"{section}.bind: {bind} is not an address of this machine; use one of its addresses, "
             "127.0.0.1 or 0.0.0.0"
         )
-    return StartupProblem(f"http.port: cannot listen on {where}: {err.strerror}")
+    return StartupProblem(f"{section}.port: cannot listen on {where}: {err.strerror}")

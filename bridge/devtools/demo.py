@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import secrets
+import shlex
 import signal
 import time
 from pathlib import Path
@@ -63,6 +64,67 @@ def _secret_file(folder: Path, name: str, make: str) -> str:
     return path.read_text().strip()
 
 
+DEMO_INTEGRATION = "demo"
+DEMO_AGENT = "agent@example.com"
+
+
+def webhook_command(url: str, secret_file: Path, ticket: str = "DEMO-2") -> str:
+    """A shell command (bash, openssl, curl) that sends a signed `open` webhook for `ticket`.
+
+    Signed as Standard Webhooks says: base64 HMAC-SHA256, keyed with the secret's base64 part,
+    of "<webhook-id>.<webhook-timestamp>.<body>".
+    """
+    body = json.dumps(
+        {
+            "event": "open",
+            "ticket": {"id": ticket, "subject": "My own test ticket"},
+            "agent": DEMO_AGENT,
+            "customer": {"name": "Test Customer"},
+        }
+    )
+    return "\n".join(
+        [
+            f"secret=$(cat {shlex.quote(str(secret_file))})",
+            'id="msg_$(date +%s%N)"; ts=$(date +%s)',
+            f"body={shlex.quote(body)}",
+            "key=$(printf '%s' \"${secret#whsec_}\" | base64 -d | od -An -v -tx1 | tr -d ' \\n')",
+            "sig=$(printf '%s' \"$id.$ts.$body\" | openssl dgst -sha256 -mac HMAC "
+            '-macopt "hexkey:$key" -binary | base64)',
+            'curl -sS -H "webhook-id: $id" -H "webhook-timestamp: $ts" '
+            '-H "webhook-signature: v1,$sig" -H "Content-Type: application/json" '
+            f'--data-binary "$body" {url}',
+        ]
+    )
+
+
+def how_to_send_a_webhook(port: int, folder: Path) -> str:
+    """What the demo prints so that the reader can drive it from their own helpdesk or shell."""
+    url = f"http://127.0.0.1:{port}/hooks/{DEMO_INTEGRATION}"
+    secret_file = folder / "secrets" / "webhook_secret"
+    return (
+        "Send your own webhook (another ticket, a new invite link):\n"
+        f"  integration: {DEMO_INTEGRATION} (kind standard-webhooks), agent: {DEMO_AGENT}\n"
+        f"  URL:         POST {url}\n"
+        f"  secret:      in {secret_file} (whsec_...)\n"
+        "  with bash, openssl and curl:\n\n"
+        + "\n".join(f"    {line}" for line in webhook_command(url, secret_file).splitlines())
+        + "\n"
+    )
+
+
+def where_the_recovery_key_went(shown_now: bool, config_path: Path) -> str:
+    where = (
+        "printed once, in the RECOVERY KEY banner above"
+        if shown_now
+        else "printed once, in the RECOVERY KEY banner, when this demo first ran"
+    )
+    return (
+        f"The bot's recovery key: {where}. It is saved nowhere else; without it, a bot whose data "
+        "folder is lost cannot cross-sign its new device "
+        f"(sealroom bot-identity --recovery-key -c {config_path})."
+    )
+
+
 async def run_demo(folder: Path, port: int, exit_after_setup: bool) -> int:
     from bridge.app import App
 
@@ -108,6 +170,10 @@ async def run_demo(folder: Path, port: int, exit_after_setup: bool) -> int:
             print(f"  agent login:  {agent_id}  password: {agent_password}")
             print(f"  (the agent's password is also in {folder / 'secrets' / 'agent_password'})")
             print(f"  config used: {config_path}")
+            print()
+            print(how_to_send_a_webhook(port, folder))
+            print(where_the_recovery_key_went(app.recovery_key_shown, config_path))
+            print()
             if exit_after_setup:
                 await _wait_for_room(app, str(answer["session_id"]))
                 print("Room created; stopping (--exit-after-setup).")
@@ -126,14 +192,16 @@ async def _send_sample_webhook(port: int, secret: str) -> dict[str, object]:
         {
             "event": "open",
             "ticket": {"id": "DEMO-1", "subject": "Demo: please share the admin login"},
-            "agent": "agent@example.com",
+            "agent": DEMO_AGENT,
             "customer": {"name": "Demo Customer"},
         }
     ).encode()
     headers = signed_headers(secret, body)
     async with (
         ClientSession() as http,
-        http.post(f"http://127.0.0.1:{port}/hooks/demo", data=body, headers=headers) as response,
+        http.post(
+            f"http://127.0.0.1:{port}/hooks/{DEMO_INTEGRATION}", data=body, headers=headers
+        ) as response,
     ):
         data = await response.json()
         if response.status not in (200, 201):

@@ -33,8 +33,12 @@ def make_app(
     readiness: Readiness,
     max_body_bytes: int = 65536,
     session_api: SessionApi | None = None,
+    serve_metrics: bool = True,
 ) -> web.Application:
-    """Without `session_api` (or with no token in it) the session API answers 403."""
+    """Without `session_api` (or with no token in it) the session API answers 403.
+
+    `serve_metrics=False` (metrics.port set): /metrics is on `make_metrics_app` only.
+    """
     app = web.Application(middlewares=[request_context], client_max_size=max_body_bytes)
     app[SERVICES] = services
     app[INTEGRATIONS] = integrations
@@ -51,6 +55,15 @@ def make_app(
     app.add_routes(hooks.routes)
     app.add_routes(landing.routes)
     app.add_routes(health.routes)
+    if serve_metrics:
+        app.add_routes(health.metrics_routes)
     app.add_routes(api.routes)
     app.router.add_static("/static/", HERE / "static")
+    return app
+
+
+def make_metrics_app() -> web.Application:
+    """/metrics alone, for the listener on metrics.bind:metrics.port (kept off the internet)."""
+    app = web.Application()
+    app.add_routes(health.metrics_routes)
     return app

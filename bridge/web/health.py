@@ -39,7 +39,11 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/metrics")
+# On the public app, or (metrics.port set) on the metrics listener alone.
+metrics_routes = web.RouteTableDef()
+
+
+@metrics_routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     response = web.Response(body=generate_latest(REGISTRY))
     response.content_type = CONTENT_TYPE_LATEST.split(";")[0]

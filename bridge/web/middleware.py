@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from bridge.errors import ApiTokenInvalid, PayloadTooLarge, SealroomError
+from bridge.metrics import HTTP_REQUEST_DURATION, UNMATCHED_ROUTE
 from bridge.web.errors import body_for, status_for
 from bridge.web.keys import SETTINGS, WebSettings
 
@@ -63,6 +64,19 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route's template (`/hooks/{integration}`), for a metric label of few values."""
+    resource = request.match_info.route.resource
+    return UNMATCHED_ROUTE if resource is None else resource.canonical
+
+
+def _method_label(method: str) -> str:
+    return method if method in _METHODS else "other"
+
+
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     given = request.headers.get("X-Request-ID", "")
@@ -99,6 +113,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response.headers.update(SECURITY_HEADERS)
         response.headers["Content-Security-Policy"] = csp_for(request.app[SETTINGS])
         response.headers["X-Request-ID"] = request_id
+        duration = time.monotonic() - started
+        HTTP_REQUEST_DURATION.labels(
+            _method_label(request.method), route_template(request), str(response.status)
+        ).observe(duration)
         # The path never holds a token (tokens travel in the URL fragment and in POST bodies),
         # and the query string is left out all the same.
         log.info(
@@ -106,7 +124,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             method=request.method,
             path=request.path,
             status=response.status,
-            duration_ms=round((time.monotonic() - started) * 1000, 1),
+            duration_ms=round(duration * 1000, 1),
             **({"errcode": errcode} if errcode else {}),
         )
         return response

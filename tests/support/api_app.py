@@ -51,7 +51,9 @@ class ApiApp:
     clock: Clock
 
     @classmethod
-    async def build(cls, db_path: Path, *, api_token: str | None = API_TOKEN) -> ApiApp:
+    async def build(
+        cls, db_path: Path, *, api_token: str | None = API_TOKEN, serve_metrics: bool = True
+    ) -> ApiApp:
         database = Database(f"sqlite+aiosqlite:///{db_path}")
         await store.migrate.upgrade_to_head(database)
         clock = Clock()
@@ -83,6 +85,7 @@ class ApiApp:
             Readiness({"database": _ready}, {}),
             max_body_bytes=MAX_BODY,
             session_api=session_api(SessionQueries(database, sessions), api_token),
+            serve_metrics=serve_metrics,
         )
         return cls(app, database, sessions, clock)
 
