@@ -175,6 +175,8 @@ class App:
                 registration_enabled=config.registration.enabled,
                 homeserver_browser_url=config.homeserver.browser_url,
                 password_min_length=config.registration.password_min_length,
+                branding=config.branding,
+                logo=config.branding.logo(),
             ),
             Readiness(
                 {
