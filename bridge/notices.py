@@ -47,9 +47,7 @@ def joined(user_id: str, *, lang: str = "en") -> str:
 
 def extended(expires_at: datetime, *, lang: str = "en") -> str:
     _ = _translator(lang)
-    return _("This secure room now stays open until %(when)s.") % {
-        "when": _when(expires_at, lang)
-    }
+    return _("This secure room now stays open until %(when)s.") % {"when": _when(expires_at, lang)}
 
 
 def closing(reason: str, *, lang: str = "en") -> str:
@@ -98,9 +96,10 @@ def invite_failed(user_id: str, link_usable: bool, *, lang: str = "en") -> str:
         if link_usable
         else _("Send them a new link (a new open webhook for this ticket).")
     )
-    return _(
-        "The invitation of %(user)s failed: their Matrix server refused it. %(then)s"
-    ) % {"user": user_id, "then": then}
+    return _("The invitation of %(user)s failed: their Matrix server refused it. %(then)s") % {
+        "user": user_id,
+        "then": then,
+    }
 
 
 def device_excluded(user_id: str, device_id: str, reason: str, *, lang: str = "en") -> str:
@@ -141,9 +140,7 @@ def registration_incomplete(user_id: str, *, lang: str = "en") -> str:
     ) % {"user": user_id}
 
 
-def agent_welcome(
-    ticket_ref: str, subject: str, expires_at: datetime, *, lang: str = "en"
-) -> str:
+def agent_welcome(ticket_ref: str, subject: str, expires_at: datetime, *, lang: str = "en") -> str:
     _ = _translator(lang)
     return _(
         "This secure room is for %(about)s. The customer has been sent an invite link; they "
