@@ -52,9 +52,7 @@ MakeClient = Callable[..., Awaitable[tuple[Client, Database]]]
 async def make_client(tmp_path: Path) -> AsyncIterator[MakeClient]:
     opened: list[tuple[Client, Database]] = []
 
-    async def make(
-        branding: BrandingConfig = BrandingConfig(), **web: Any
-    ) -> tuple[Client, Database]:
+    async def make(branding: BrandingConfig | None = None, **web: Any) -> tuple[Client, Database]:
         database = Database(f"sqlite+aiosqlite:///{tmp_path / 'sealroom.db'}")
         await store.migrate.upgrade_to_head(database)
         sessions = SessionService(database, make_settings(), clock=Clock())
@@ -70,7 +68,7 @@ async def make_client(tmp_path: Path) -> AsyncIterator[MakeClient]:
                 web_client_template=None,
                 registration_enabled=True,
                 homeserver_browser_url="https://matrix.example.org",
-                branding=branding,
+                branding=branding or BrandingConfig(),
                 **web,
             ),
             Readiness({}, {}),
