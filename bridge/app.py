@@ -77,6 +77,9 @@ def domain_settings(config: Config) -> Settings:
         registration_enabled=config.registration.enabled,
         registration_token_lifetime=timedelta(minutes=config.registration.token_lifetime_minutes),
         public_base_url=config.http.public_base_url,
+        notice_languages={
+            name: integration.language for name, integration in config.integrations.items()
+        },
         ticket_updates={
             name: TicketUpdates(
                 frozenset(integration.outbound.milestones),
@@ -177,6 +180,8 @@ class App:
                 registration_enabled=config.registration.enabled,
                 homeserver_browser_url=config.homeserver.browser_url,
                 password_min_length=config.registration.password_min_length,
+                branding=config.branding,
+                logo=config.branding.logo(),
             ),
             Readiness(
                 {

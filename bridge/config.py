@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union
 import yaml
 from pydantic import BaseModel, Field, SecretStr, TypeAdapter, ValidationError, field_validator
 
+from bridge.branding import BrandingConfig
 from bridge.config_fields import Section, check_http_url, read_secret
 from bridge.errors import ConfigError
 from bridge.helpdesk.kinds import kind_names, option_models
@@ -241,6 +242,7 @@ class Config(_Section):
     api: ApiConfig = ApiConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
+    branding: BrandingConfig = BrandingConfig()
 
     @field_validator("api", "metrics", mode="before")
     @classmethod
@@ -437,6 +439,11 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
         value = homeserver.get("admin_token_file")
         if isinstance(value, str) and not Path(value).is_absolute():
             homeserver["admin_token_file"] = str(base_dir / value)
+    branding = raw.get("branding")
+    if isinstance(branding, dict):
+        value = branding.get("logo_file")
+        if isinstance(value, str) and not Path(value).is_absolute():
+            branding["logo_file"] = str(base_dir / value)
     api = raw.get("api")
     if isinstance(api, dict):
         value = api.get("token_file")

@@ -189,7 +189,9 @@ class RegistrationService:
                     db,
                     session.id,
                     now,
-                    notices.registration_incomplete(user_id),
+                    notices.registration_incomplete(
+                        user_id, lang=self.sessions.settings.notice_language(session.integration)
+                    ),
                     dedupe_key=f"registration-incomplete:{started.invite_id}",
                 )
             store.audit.record(

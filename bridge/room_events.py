@@ -207,7 +207,9 @@ class RoomEventService:
             session = await self._first_time_in_open_room(db, room_id, f"left:{event_id}", now)
             if session is None or user_id == session.agent_user_id:
                 return
-            await schedule_notice(db, session.id, now, notices.customer_left(user_id))
+            await schedule_notice(
+                db, session.id, now, notices.customer_left(user_id, lang=self._lang(session))
+            )
             store.audit.record(db, now, "member.left", session_id=session.id, actor=user_id)
         self.sessions.wake_jobs()
 
@@ -237,10 +239,14 @@ class RoomEventService:
             if sender != session.agent_user_id:
                 # Told, so a customer who tries !close knows nothing happened.
                 word = body.strip().split()[0].lower()
-                await schedule_notice(db, session.id, now, notices.command_not_yours(word))
+                await schedule_notice(
+                    db, session.id, now, notices.command_not_yours(word, lang=self._lang(session))
+                )
                 store.audit.record(db, now, "command.refused", session_id=session.id, actor=sender)
             elif not await device_trusted():
-                await schedule_notice(db, session.id, now, notices.command_untrusted_device())
+                await schedule_notice(
+                    db, session.id, now, notices.command_untrusted_device(lang=self._lang(session))
+                )
                 store.audit.record(db, now, "command.refused", session_id=session.id, actor=sender)
             else:
                 await self._obey(db, session, command, sender)
@@ -255,10 +261,20 @@ class RoomEventService:
                 await self.sessions.begin_close(db, session, "agent", sender, now)
             case Extend(hours):
                 await self.sessions.extend(db, session, hours, sender, now)
-                await schedule_notice(db, session.id, now, notices.extended(session.expires_at))
+                await schedule_notice(
+                    db,
+                    session.id,
+                    now,
+                    notices.extended(session.expires_at, lang=self._lang(session)),
+                )
             case Trust(user_id):
                 if await store.identities.accept_change(db, user_id, now):
-                    await schedule_notice(db, session.id, now, notices.identity_accepted(user_id))
+                    await schedule_notice(
+                        db,
+                        session.id,
+                        now,
+                        notices.identity_accepted(user_id, lang=self._lang(session)),
+                    )
                     store.audit.record(
                         db,
                         now,
@@ -268,7 +284,9 @@ class RoomEventService:
                         user_id=user_id,
                     )
             case Help():
-                await schedule_notice(db, session.id, now, notices.agent_help())
+                await schedule_notice(
+                    db, session.id, now, notices.agent_help(lang=self._lang(session))
+                )
             case Status() | Link():
                 # Both are written when sent: the members then, and a link that is never stored.
                 kind = "status" if isinstance(command, Status) else "link"
@@ -276,7 +294,13 @@ class RoomEventService:
                     db, Action.NOTICE, now, session_id=session.id, params={"kind": kind}
                 )
             case Usage(problem):
-                await schedule_notice(db, session.id, now, notices.command_usage(problem))
+                await schedule_notice(
+                    db, session.id, now, notices.command_usage(problem, lang=self._lang(session))
+                )
+
+    def _lang(self, session: SecureSession) -> str:
+        """The language of this session's notices: its integration's."""
+        return self.sessions.settings.notice_language(session.integration)
 
     async def pinned_identities(self, user_ids: list[str]) -> dict[str, str]:
         async with self.database.transaction() as db:
@@ -302,7 +326,7 @@ class RoomEventService:
                     db,
                     session.id,
                     now,
-                    notices.identity_changed(change.user_id),
+                    notices.identity_changed(change.user_id, lang=self._lang(session)),
                     dedupe_key=f"identity:{room_id}:{change.user_id}:{change.new_master_key}",
                 ):
                     store.audit.record(
@@ -321,7 +345,9 @@ class RoomEventService:
                     db,
                     session.id,
                     now,
-                    notices.device_excluded(device.user_id, device.device_id, device.reason),
+                    notices.device_excluded(
+                        device.user_id, device.device_id, device.reason, lang=self._lang(session)
+                    ),
                     dedupe_key=(
                         f"excluded:{room_id}:{device.user_id}:{device.device_id}:{device.reason}"
                     ),

@@ -174,7 +174,7 @@ class RoomJobs:
                     db,
                     session.id,
                     now,
-                    notices.invite_failed(user_id, released),
+                    notices.invite_failed(user_id, released, lang=self._lang(session)),
                     dedupe_key=f"invite-failed:{job.job_id}",
                 )
         log.warning("member.invite_failed", session_id=job.session_id, released=released)
@@ -205,23 +205,32 @@ class RoomJobs:
             return
         room_id = RoomID(session.room_id)
         kind = job.params.get("kind")
+        lang = self._lang(session)
         if kind == "rules":
-            text = notices.rules(session.ticket_ref, session.expires_at, session.subject)
+            text = notices.rules(
+                session.ticket_ref, session.expires_at, session.subject, lang=lang
+            )
         elif kind == "agent_welcome":
-            text = notices.agent_welcome(session.ticket_ref, session.subject, session.expires_at)
+            text = notices.agent_welcome(
+                session.ticket_ref, session.subject, session.expires_at, lang=lang
+            )
         elif kind == "status":
             members = [m for m in await self.rooms.members(room_id) if m != self.rooms.bot_user_id]
-            text = notices.status(session.state, members, session.expires_at)
+            text = notices.status(session.state, members, session.expires_at, lang=lang)
         elif kind == "expiry_warning":
             if job.params.get("expires_at") != session.expires_at.isoformat():
                 return  # extended since: a later warning is scheduled
-            text = notices.expiry_warning(session.expires_at)
+            text = notices.expiry_warning(session.expires_at, lang=lang)
         elif kind == "link":
-            text = notices.invite_link(await self._new_link(session))
+            text = notices.invite_link(await self._new_link(session), lang=lang)
         else:
             text = str(job.params.get("text", ""))
         await self.rooms.send_notice(room_id, text)
         log.info("notice.sent", session_id=session.id, room_id=session.room_id, kind=kind)
+
+    def _lang(self, session: SecureSession) -> str:
+        """The language of this session's notices: its integration's."""
+        return self.sessions.settings.notice_language(session.integration)
 
     async def _new_link(self, session: SecureSession) -> str:
         """A fresh invite link (the old one is revoked), made only now: the token exists in
@@ -246,7 +255,7 @@ class RoomJobs:
                 # A room being created now would outlive its session: close it once it exists.
                 raise RoomNotReady("the room is still being created")
         else:
-            await self.wipe.run(job, session.id, RoomID(session.room_id))
+            await self.wipe.run(job, session.id, RoomID(session.room_id), self._lang(session))
         now = self.clock()
         async with self.database.transaction() as db:
             await self.sessions.closed(db, session, now)

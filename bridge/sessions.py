@@ -72,6 +72,11 @@ class Settings:
     integration_agents: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # Per integration: what is posted back into its tickets (bridge.ticket_notes).
     ticket_updates: Mapping[str, TicketUpdates] = field(default_factory=dict)
+    # Per integration: the language of the bot's notices (bridge.i18n.LANGUAGES; default en).
+    notice_languages: Mapping[str, str] = field(default_factory=dict)
+
+    def notice_language(self, integration: str) -> str:
+        return self.notice_languages.get(integration, "en")
 
     def agent_user_id(self, agent: str, integration: str | None = None) -> str | None:
         """The Matrix account mapped to a helpdesk agent (case-insensitive), if any: the

@@ -91,10 +91,19 @@ class RoomWipe:
         self.clock = clock
         self.sleep = sleep
 
-    async def run(self, job: JobContext, session_id: str, room_id: RoomID) -> None:
+    async def run(
+        self, job: JobContext, session_id: str, room_id: RoomID, lang: str = "en"
+    ) -> None:
+        """`lang`: the language of the closing notice (the integration's)."""
         checkpoint: dict[str, Any] = dict(job.checkpoint)
+
+        async def start(
+            job: JobContext, checkpoint: dict[str, Any], session_id: str, room_id: RoomID
+        ) -> None:
+            await self._start(job, checkpoint, session_id, room_id, lang)
+
         steps = {
-            None: self._start,
+            None: start,
             "redact": self._redact_history,
             "remove": self._remove_members,
             "late": self._redact_late,
@@ -139,7 +148,12 @@ class RoomWipe:
     # -- the steps ----------------------------------------------------------------------------
 
     async def _start(
-        self, job: JobContext, checkpoint: dict[str, Any], session_id: str, room_id: RoomID
+        self,
+        job: JobContext,
+        checkpoint: dict[str, Any],
+        session_id: str,
+        room_id: RoomID,
+        lang: str,
     ) -> None:
         # Where the timeline ends now: the history is redacted backwards from here, and what
         # comes after (the closing notice, anything sent meanwhile) once everyone is removed.
@@ -147,7 +161,9 @@ class RoomWipe:
             await self._patiently("reading the history", lambda: self.rooms.history(room_id, None))
         ).start
         try:
-            await self.rooms.send_notice(room_id, notices.closing(str(job.params.get("reason"))))
+            await self.rooms.send_notice(
+                room_id, notices.closing(str(job.params.get("reason")), lang=lang)
+            )
         except MatrixRequestFailed as err:
             log.warning("notice.failed", session_id=session_id, errcode=err.matrix_errcode)
         checkpoint.update(

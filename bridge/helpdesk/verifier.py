@@ -29,6 +29,7 @@ from bridge.errors import SignatureInvalid
 from bridge.helpdesk.mapping import FieldMap, FieldsOptions
 from bridge.helpdesk.outbound_options import OutboundOptions
 from bridge.helpdesk.presets import PRESETS
+from bridge.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from bridge.ids import agent_map
 
 # Delivery ids are stored to recognise replays: they must fit their column and be plain text.
@@ -61,6 +62,8 @@ class IntegrationOptions(Section):
     agents: dict[str, str] = Field(default_factory=dict)
     # Posting the invite link and the milestones back into the ticket; null: nothing is posted.
     outbound: OutboundOptions | None = None
+    # The language of the bot's notices in this helpdesk's rooms (bridge/locale).
+    language: str = DEFAULT_LANGUAGE
 
     @field_validator("preset")
     @classmethod
@@ -73,6 +76,13 @@ class IntegrationOptions(Section):
     @classmethod
     def _agents(cls, value: dict[str, str]) -> dict[str, str]:
         return agent_map(value, "this helpdesk's")
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        if value not in LANGUAGES:
+            raise ValueError("must be one of " + ", ".join(LANGUAGES))
+        return value
 
     @model_validator(mode="after")
     def _complete_mapping(self) -> IntegrationOptions:

@@ -50,7 +50,11 @@ def make_app(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=jinja2.select_autoescape(["html"]),
+        extensions=["jinja2.ext.i18n"],
     )
+    # Each request brings its own gettext (bridge.web.landing); whitespace in {% trans %} blocks
+    # is normalised the same way when the catalogues are extracted (babel.cfg).
+    aiohttp_jinja2.get_env(app).policies["ext.i18n.trimmed"] = True
     app[aiohttp_jinja2.static_root_key] = "/static"
     app.add_routes(hooks.routes)
     app.add_routes(landing.routes)

@@ -62,8 +62,20 @@ def status_for(err: SealroomError) -> int:
     return 500
 
 
+def public_message(err: SealroomError) -> str:
+    """What a caller may read. A homeserver failure's detail ("minting a registration token:
+    TimeoutError") is for the log only: the answer says what happened in general terms."""
+    if isinstance(err, HomeserverUnavailable):
+        return HomeserverUnavailable.default_message + " Try again in a few minutes."
+    return err.message
+
+
 def body_for(err: SealroomError, request_id: str) -> dict[str, Any]:
-    body: dict[str, Any] = {"errcode": err.errcode, "error": err.message, "request_id": request_id}
+    body: dict[str, Any] = {
+        "errcode": err.errcode,
+        "error": public_message(err),
+        "request_id": request_id,
+    }
     if isinstance(err, PayloadInvalid) and err.fields:
         body["fields"] = err.fields
     return body

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from bridge.branding import BrandingConfig
 from bridge.deliveries import DeliveryService
 from bridge.helpdesk.integration import Integration
 from bridge.invites import InviteService
@@ -33,6 +34,10 @@ class WebSettings:
     registration_enabled: bool = False
     homeserver_browser_url: str = ""
     password_min_length: int = 12
+    # The organisation's look on the customer's page (config `branding:`); the logo's bytes and
+    # media type are read once at start.
+    branding: BrandingConfig = BrandingConfig()
+    logo: tuple[bytes, str] | None = None
 
 
 @dataclass(frozen=True)

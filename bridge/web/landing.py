@@ -15,7 +15,7 @@ import aiohttp_jinja2
 import structlog
 from aiohttp import web
 
-from bridge import metrics
+from bridge import i18n, metrics
 from bridge.errors import (
     InviteGone,
     MatrixIdInvalid,
@@ -38,12 +38,44 @@ _REGISTRATION_TOKEN = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 @aiohttp_jinja2.template("landing.html")
 async def landing_page(request: web.Request) -> dict[str, Any]:
     settings = request.app[SETTINGS]
+    language = i18n.negotiate(
+        request.headers.get("Accept-Language", ""), request.query.get("lang")
+    )
+    translations = i18n.translations(language)
+    branding = settings.branding
     return {
+        # jinja2.ext.i18n looks these up in the context: this request's language.
+        "gettext": translations.gettext,
+        "ngettext": translations.ngettext,
+        "language": language,
+        "languages": i18n.LANGUAGES,
+        "browser_strings": i18n.browser_strings(language),
         "server_name": settings.server_name,
         "registration_enabled": settings.registration_enabled,
         "homeserver_url": settings.homeserver_browser_url,
         "password_min_length": settings.password_min_length,
+        "organisation": branding.organisation,
+        "logo": settings.logo is not None,
+        "support_contact": branding.support_contact,
+        "support_contact_url": branding.support_url,
+        "footer_links": branding.footer_links,
     }
+
+
+@routes.get("/branding/theme.css")
+async def branding_theme(request: web.Request) -> web.Response:
+    """The accent colour as a stylesheet: the page's CSP allows no inline style."""
+    accent = request.app[SETTINGS].branding.accent_colour  # validated: #rrggbb
+    return web.Response(text=f":root {{ --accent: {accent}; }}\n", content_type="text/css")
+
+
+@routes.get("/branding/logo")
+async def branding_logo(request: web.Request) -> web.Response:
+    logo = request.app[SETTINGS].logo
+    if logo is None:
+        raise web.HTTPNotFound()
+    data, media_type = logo
+    return web.Response(body=data, content_type=media_type)
 
 
 def _strings(data: dict[str, Any], *names: str) -> dict[str, str]:

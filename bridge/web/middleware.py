@@ -13,7 +13,7 @@ from aiohttp.typedefs import Handler
 
 from bridge.errors import ApiTokenInvalid, PayloadTooLarge, SealroomError
 from bridge.metrics import HTTP_REQUEST_DURATION, UNMATCHED_ROUTE
-from bridge.web.errors import body_for, status_for
+from bridge.web.errors import body_for, public_message, status_for
 from bridge.web.keys import SETTINGS, WebSettings
 
 log = structlog.stdlib.get_logger(__name__)
@@ -51,7 +51,7 @@ def _wants_html(request: web.Request) -> bool:
 def _error_response(err: SealroomError, request_id: str, request: web.Request) -> web.Response:
     status = status_for(err)
     if _wants_html(request):
-        text = f"<!doctype html><title>{status}</title><p>{_escape(err.message)}</p>"
+        text = f"<!doctype html><title>{status}</title><p>{_escape(public_message(err))}</p>"
         response = web.Response(status=status, text=text, content_type="text/html")
     else:
         response = web.json_response(body_for(err, request_id), status=status)
@@ -94,6 +94,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         except SealroomError as err:
             # Expected: answered, and noted on the request's one log line below.
             errcode = err.errcode
+            if public_message(err) != err.message:
+                log.warning("http.failed_upstream", errcode=err.errcode, detail=err.message)
             response = _error_response(err, request_id, request)
         except web.HTTPException as http_err:
             response = web.json_response(

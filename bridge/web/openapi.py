@@ -298,6 +298,41 @@ PATHS: dict[str, Schema] = {
             },
         }
     },
+    "/branding/theme.css": {
+        "get": {
+            "summary": "The landing page's accent colour (config branding.accent_colour)",
+            "tags": ["landing"],
+            "responses": {
+                "200": {
+                    "description": "A stylesheet setting --accent.",
+                    "content": {"text/css": {"schema": {"type": "string"}}},
+                },
+                **_errors(),
+            },
+        }
+    },
+    "/branding/logo": {
+        "get": {
+            "summary": "The organisation's logo (config branding.logo_file)",
+            "tags": ["landing"],
+            "responses": {
+                "200": {
+                    "description": "The logo file as configured.",
+                    "content": {
+                        media_type: {"schema": {"type": "string", "format": "binary"}}
+                        for media_type in (
+                            "image/png",
+                            "image/svg+xml",
+                            "image/jpeg",
+                            "image/webp",
+                        )
+                    },
+                },
+                "404": _json(_ref("Error"), "SEALROOM_HTTP: no logo is configured"),
+                **_errors(),
+            },
+        }
+    },
     "/i/lookup": _landing_post(
         "What an invite is for, without spending it",
         _strings("token"),

@@ -82,16 +82,17 @@ async def test_invalid_matrix_id_shows_an_error_and_the_link_still_works(
     await _redeem_in_page(page, "casey@example.org")
     alert = page.get_by_role("alert")
     await alert.wait_for(state="visible")
-    assert "not a valid Matrix ID" in (await alert.text_content() or "")
+    assert "This is not a Matrix address" in (await alert.text_content() or "")
     assert await page.is_visible("#invite")
     await screenshot(page, "landing-invalid-id")
 
     # Passes the browser's check but not the server's (a host name cannot start with "-"):
     # the server's message shows in the same place, and the link is not spent.
-    await _redeem_in_page(page, "@casey:-example.org")
-    await page.wait_for_function(
-        "document.getElementById('error').textContent.includes('use @name:server')"
-    )
+    async with page.expect_response("**/i/redeem") as answer:
+        await _redeem_in_page(page, "@casey:-example.org")
+    assert (await answer.value).status == 400
+    await page.wait_for_function("!document.getElementById('redeem').disabled")
+    assert "This is not a Matrix address" in (await alert.text_content() or "")
     assert await alert.is_visible()
     assert await page.is_visible("#invite")
     assert not await page.is_disabled("#redeem")
@@ -100,7 +101,7 @@ async def test_invalid_matrix_id_shows_an_error_and_the_link_still_works(
     # Well-formed, on the bot's own homeserver, but no such account (a typo): told so before
     # anything is spent, and the link stays usable.
     await _redeem_in_page(page, f"@typo-{secrets.token_hex(4)}:localhost")
-    await page.locator("#error", has_text="no account with this Matrix ID").wait_for()
+    await page.locator("#error", has_text="no account with this Matrix address").wait_for()
     assert await page.is_visible("#invite")
     assert (await invite_row(service.app.database, token)).used_at is None
 

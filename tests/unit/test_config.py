@@ -171,6 +171,11 @@ def _walk(
                     if _is_other_kind(sub, item):
                         continue
                     _walk(sub, item, [*here, str(key)], section, missing)
+            elif typing.get_origin(info.annotation) is list:
+                assert isinstance(value, list), f"{dotted}: must be a list"
+                assert value, f"{dotted}: give at least one example"
+                for item in value:
+                    _walk(sub, item, here, section, missing)
             else:
                 _walk(sub, value, here, section, missing)
 

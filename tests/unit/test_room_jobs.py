@@ -404,3 +404,23 @@ async def test_expire_of_a_closed_session_does_nothing(room: OpenRoom) -> None:
 
     assert (await world.session(opened.session_id)).close_reason == "agent"
     assert await world.jobs(Action.CLOSE_ROOM) == []
+
+
+async def test_notices_are_written_in_the_integrations_language(database: Database) -> None:
+    """`integrations.helpdesk.language: de`: the rules, !help and the closing notice in the
+    room of a helpdesk ticket are German."""
+    world = build_world(database, notice_languages={"helpdesk": "de"})
+    opened, room_id = await world.open_room("T-DE")
+    await world.invites.redeem(opened.token, CUSTOMER_ID)
+    await world.run_due()
+    await world.room_events.member_joined(room_id, CUSTOMER_ID, "$join")
+    await world.room_events.agent_command(room_id, AGENT_ID, "!help", "$help")
+    await world.run_due()
+    await world.sessions.close(opened.session_id, "agent", AGENT_ID)
+    await world.run_due()
+
+    sent = [args[1] for name, args in world.rooms.calls if name == "send_notice"]
+    assert any(text.startswith("Willkommen.") for text in sent)
+    assert notices.agent_help(lang="de") in sent
+    assert sent[-1] == notices.closing("agent", lang="de")
+    assert not any(text.startswith(("Welcome.", "Commands:", "This secure room")) for text in sent)

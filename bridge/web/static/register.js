@@ -16,6 +16,7 @@ import {
 const $ = (id) => document.getElementById(id);
 const main = $("main");
 const landing = window.sealroomLanding;
+const gettext = landing.gettext;
 const homeserver = main.dataset.homeserver.replace(/\/$/, "");
 const serverName = main.dataset.serverName;
 const minLength = Number(main.dataset.minLength || "12");
@@ -30,10 +31,17 @@ function randomBytes(n) { return crypto.getRandomValues(new Uint8Array(n)); }
 
 class HomeserverError extends Error {
   constructor(status, data) {
-    super((data && data.error) || `The homeserver answered ${status}.`);
+    super((data && data.error) || `The homeserver answered ${status}.`);  // for the console only
     this.status = status;
     this.errcode = data && data.errcode;
     this.data = data || {};
+  }
+}
+
+// An answer of sealroom's that is not a success: its message is already in the reader's words.
+class SealroomAnswer extends Error {
+  constructor(result) {
+    super(landing.explain(result));
   }
 }
 
@@ -72,12 +80,12 @@ let checkTimer = null;
 let lastChecked = "";
 
 function localpartProblem(name) {
-  if (!name) { return "Choose a user name."; }
-  if (name !== name.toLowerCase()) { return "Use lowercase letters only."; }
+  if (!name) { return gettext("Choose a user name."); }
+  if (name !== name.toLowerCase()) { return gettext("Use lowercase letters only."); }
   if (!LOCALPART.test(name)) {
-    return "Use only lowercase letters, digits and . _ = - / +";
+    return gettext("Use only lowercase letters, digits and . _ = - / +");
   }
-  if (`@${name}:${serverName}`.length > 255) { return "This user name is too long."; }
+  if (`@${name}:${serverName}`.length > 255) { return gettext("This user name is too long."); }
   return null;
 }
 
@@ -90,15 +98,15 @@ async function checkUsername() {
     const result = await hs("GET", `/register/available?username=${encodeURIComponent(name)}`);
     if (lastChecked !== name) { return false; }
     if (result.status === 200 && result.data.available) {
-      $("username-status").textContent = `@${name}:${serverName} is available.`;
+      $("username-status").textContent = gettext("%(address)s is available.", { address: `@${name}:${serverName}` });
       return true;
     }
     $("username-status").textContent = result.data.errcode === "M_USER_IN_USE"
-      ? "This user name is taken. Choose another one."
-      : (result.data.error || "This user name cannot be used.");
+      ? gettext("This user name is taken. Choose another one.")
+      : gettext("This user name cannot be used. Choose another one.");
     return false;
   } catch (err) {
-    $("username-status").textContent = "The homeserver could not be reached to check the name.";
+    $("username-status").textContent = gettext("The chat server could not be reached to check the name. Check your internet connection.");
     return false;
   }
 }
@@ -111,12 +119,12 @@ $("username").addEventListener("input", () => {
 // -- the password ---------------------------------------------------------------------------
 
 function passwordProblem(password, again) {
-  if (password.length < minLength) { return `Use at least ${minLength} characters.`; }
+  if (password.length < minLength) { return gettext("Use at least %(count)s characters for the password.", { count: minLength }); }
   const kinds = [/[a-z]/, /[A-Z]/, /[0-9]/, /[^A-Za-z0-9]/].filter((re) => re.test(password));
   if (password.length < 20 && kinds.length < 3) {
-    return "Mix lowercase and uppercase letters, digits and symbols, or use a longer password.";
+    return gettext("Mix lowercase and uppercase letters, digits and symbols, or use a longer password.");
   }
-  if (password !== again) { return "The two passwords are not the same."; }
+  if (password !== again) { return gettext("The two passwords are not the same. Type the same password twice."); }
   return null;
 }
 
@@ -207,59 +215,60 @@ async function setUpEncryption() {
 
 function describe(err) {
   if (err instanceof HomeserverError) {
-    if (err.errcode === "M_USER_IN_USE") { return "This user name is taken. Choose another one."; }
-    if (err.errcode === "M_INVALID_USERNAME") { return err.message; }
+    if (err.errcode === "M_USER_IN_USE") { return gettext("This user name is taken. Choose another one."); }
+    if (err.errcode === "M_INVALID_USERNAME") {
+      return gettext("This user name cannot be used. Choose another one.");
+    }
     if (err.errcode === "M_WEAK_PASSWORD") {
-      return "The homeserver finds this password too weak. Choose a longer one.";
+      return gettext("The chat server finds this password too weak. Choose a longer one.");
     }
     if (err.status === 401 || err.status === 403) {
-      return "The homeserver refused the registration. Your link may have expired: ask your support agent for a new one.";
+      return gettext("The chat server refused to create the account. Your link may have expired: ask your support agent for a new one.");
     }
-    return `The homeserver refused: ${err.message}`;
+    return gettext("The chat server could not create the account right now. Please try again in a minute.");
   }
-  if (err instanceof TypeError) {
-    return "The server could not be reached. Check your connection and try again.";
-  }
-  return err.message;
+  if (err instanceof SealroomAnswer) { return err.message; }
+  if (err instanceof TypeError) { return landing.unreachable(); }
+  return gettext("Something went wrong in this browser. Reload the page and try again.");
 }
 
 async function finish() {
-  progress("Telling your support agent's system about your new account…");
+  progress(gettext("Telling your support agent's system about your new account…"));
   const result = await landing.post("/i/register/finish", { token: landing.token,
     user_id: state.userId, registration_token: state.registrationToken });
   if (result.status === 410) {
     // The account and its encryption exist: the key must still be shown to its owner.
-    $("recovery-note").textContent = "Your account is ready, but this invite link expired or " +
-      "was used meanwhile, so you were not invited yet. Save your recovery key, then ask your " +
-      "support agent for a new link and use \"I have a Matrix account\".";
+    $("recovery-note").textContent = gettext("Your account is ready, but this invite link expired or was used meanwhile, so you were not invited yet. Save your recovery key, then ask your support agent for a new link and use \"I already have a Matrix account\".");
     $("recovery-note").hidden = false;
     state.finished = "gone";
     return;
   }
-  if (result.status !== 200) {
-    throw new Error(result.data.error || "Your account was created, but the invitation failed.");
-  }
+  if (result.status !== 200) { throw new SealroomAnswer(result); }
   state.finished = result.data;
+}
+
+function showRecoveryKey() {
+  $("recovery-key").textContent = state.recoveryKey;
+  for (const id of ["register", "invite", "existing", "recovery-check-step"]) { $(id).hidden = true; }
+  $("recovery").hidden = false;
+  landing.announce("recovery");
 }
 
 async function encryptionAndFinish() {
   // Each step runs once: a retry after a failure picks up where it stopped.
   if (!state.recoveryKey) {
-    progress("Setting up encryption in your browser…");
+    progress(gettext("Setting up encryption in your browser…"));
     state.recoveryKey = await setUpEncryption();
   }
   if (state.accessToken) {
-    progress("Signing this browser out…");
+    progress(gettext("Signing this browser out…"));
     await hs("POST", "/logout", {}, state.accessToken);
     state.accessToken = null;
   }
   await finish();
   if (!state.finished) { return; }
-  $("recovery-key").textContent = state.recoveryKey;
-  $("register").hidden = true;
-  $("invite").hidden = true;
-  $("recovery").hidden = false;
-  $("copy-key").focus();
+  progress("");
+  showRecoveryKey();
 }
 
 async function createAccount(event) {
@@ -272,13 +281,13 @@ async function createAccount(event) {
   busy(true);
   try {
     if (!state.registrationToken) {
-      progress("Preparing your account…");
+      progress(gettext("Preparing your account…"));
       const started = await landing.post("/i/register/start", { token: landing.token });
       if (started.status === 410) { landing.gone(); return; }
-      if (started.status !== 200) { throw new Error(started.data.error || "Please try again."); }
+      if (started.status !== 200) { throw new SealroomAnswer(started); }
       state.registrationToken = started.data.registration_token;
     }
-    progress("Creating your account…");
+    progress(gettext("Creating your account…"));
     const account = await register(localpart, password);
     state.userId = account.user_id;
     state.accessToken = account.access_token;
@@ -290,8 +299,10 @@ async function createAccount(event) {
     progress("");
     if (state.userId) {
       // The account exists; only the encryption set-up or the last step failed.
-      const step = state.recoveryKey ? "finishing" : "setting up encryption";
-      setError(`Your account ${state.userId} exists, but ${step} failed: ${describe(err)}`);
+      const message = state.recoveryKey
+        ? gettext("Your account %(account)s exists, but the last step failed: %(reason)s", { account: state.userId, reason: describe(err) })
+        : gettext("Your account %(account)s exists, but setting up encryption failed: %(reason)s", { account: state.userId, reason: describe(err) });
+      setError(message);
       $("retry-encryption").hidden = false;
     } else {
       if (err instanceof HomeserverError && (err.status === 401 || err.status === 403)) {
@@ -322,23 +333,24 @@ $("retry-encryption").addEventListener("click", async () => {
     await encryptionAndFinish();
   } catch (err) {
     progress("");
-    setError(`It failed again: ${describe(err)} If it keeps failing, tell your support agent.`);
+    setError(gettext("It failed again: %(reason)s If it keeps failing, tell your support agent.", { reason: describe(err) }));
     $("retry-encryption").hidden = false;
   }
 });
 
-// -- showing the recovery key once ----------------------------------------------------------
+// -- showing the recovery key once, then asking for a part of it back ------------------------
 
 $("copy-key").addEventListener("click", async () => {
   try {
     await navigator.clipboard.writeText(state.recoveryKey);
-    $("copy-status").textContent = "Copied.";
+    $("copy-status").textContent = gettext("Copied.");
   } catch (err) {
-    $("copy-status").textContent = "Copying is not allowed here: select the key and copy it.";
+    $("copy-status").textContent = gettext("Copying is not allowed here: select the key and copy it.");
   }
 });
 $("download-key").addEventListener("click", () => {
-  const text = `Matrix recovery key for ${state.userId}\n\n${state.recoveryKey}\n`;
+  const title = gettext("Matrix recovery key for %(account)s", { account: state.userId });
+  const text = title + "\n\n" + state.recoveryKey + "\n";
   const url = URL.createObjectURL(new Blob([text], { type: "text/plain" }));
   const link = document.createElement("a");
   link.href = url;
@@ -347,15 +359,35 @@ $("download-key").addEventListener("click", () => {
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 });
 $("print-key").addEventListener("click", () => window.print());
-$("saved-key").addEventListener("change", () => {
-  $("recovery-continue").disabled = !$("saved-key").checked;
-});
 $("recovery-continue").addEventListener("click", () => {
-  // The key leaves the page for good: nothing of it is kept anywhere.
+  // The key leaves the screen: the customer types its start back from where they saved it.
   $("recovery-key").textContent = "";
+  $("recovery").hidden = true;
+  $("recovery-check").value = "";
+  $("recovery-check-error").hidden = true;
+  $("recovery-check").removeAttribute("aria-invalid");
+  $("recovery-check-step").hidden = false;
+  landing.announce("recovery-check-step");
+});
+$("recovery-back").addEventListener("click", showRecoveryKey);
+
+const compact = (text) => text.replace(/\s+/g, "");
+
+$("recovery-check-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const expected = compact(state.recoveryKey).slice(0, 8);
+  if (compact($("recovery-check").value) !== expected) {
+    $("recovery-check-error").textContent = gettext("These characters do not match the start of your recovery key. Look at the key where you saved it and type its first two groups, or choose \"Show my key again\".");
+    $("recovery-check-error").hidden = false;
+    $("recovery-check").setAttribute("aria-invalid", "true");
+    $("recovery-check").focus();
+    return;
+  }
+  // The key leaves the page for good: nothing of it is kept anywhere.
   state.recoveryKey = null;
   state.password = null;
-  $("recovery").hidden = true;
+  $("recovery-check").value = "";
+  $("recovery-check-step").hidden = true;
   if (state.finished === "gone") { landing.gone(); return; }
   $("new-account-help").hidden = false;
   $("login-homeserver").textContent = homeserver;

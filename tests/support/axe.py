@@ -1,0 +1,102 @@
+"""axe-core (npm, pinned in tests/a11y/package.json) run inside a Playwright page.
+
+axe is evaluated through the DevTools protocol, which the page's CSP (`script-src 'self'`)
+does not govern, so the page under test is exactly the one customers get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+A11Y_DIR = Path(__file__).resolve().parents[1] / "a11y"
+AXE_SCRIPT = A11Y_DIR / "node_modules" / "axe-core" / "axe.min.js"
+# WCAG 2.0/2.1/2.2 A and AA, plus axe's best practices (landmarks, headings, regions).
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
+
+_lock = asyncio.Lock()
+_source: str | None = None
+
+
+def _pinned_version() -> str:
+    manifest = json.loads((A11Y_DIR / "package.json").read_text(encoding="utf-8"))
+    return str(manifest["dependencies"]["axe-core"])
+
+
+def _installed_version() -> str | None:
+    try:
+        manifest = json.loads((AXE_SCRIPT.parent / "package.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return str(manifest.get("version"))
+
+
+async def axe_source() -> str:
+    """axe.min.js, installed with `npm ci` in tests/a11y first if needed; skipped without npm
+    unless CI=true."""
+    global _source
+    async with _lock:
+        if _source is not None:
+            return _source
+        if _installed_version() != _pinned_version():
+            npm = shutil.which("npm")
+            if npm is None:
+                reason = f"npm is not installed and {A11Y_DIR}/node_modules is missing"
+                if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+                    pytest.fail(f"axe-core cannot run under CI: {reason}")
+                pytest.skip(f"axe-core unavailable: {reason}")
+            process = await asyncio.create_subprocess_exec(
+                npm,
+                "ci",
+                "--no-audit",
+                "--no-fund",
+                cwd=str(A11Y_DIR),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            output, _ = await process.communicate()
+            if process.returncode != 0:
+                pytest.fail(
+                    f"`npm ci` in {A11Y_DIR} failed ({process.returncode}):\n"
+                    + output.decode(errors="replace")[-4000:]
+                )
+        _source = AXE_SCRIPT.read_text(encoding="utf-8")
+        return _source
+
+
+async def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """axe's violations on the page as it is now: rule id, impact, and the offending nodes."""
+    if not await page.evaluate("() => typeof window.axe !== 'undefined'"):
+        await page.evaluate(await axe_source())
+    result: dict[str, Any] = await page.evaluate(
+        """async (tags) => {
+            const results = await axe.run(document, {
+                runOnly: { type: "tag", values: tags },
+                resultTypes: ["violations"],
+            });
+            return { violations: results.violations.map((v) => ({
+                id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.map((n) => ({ target: n.target, summary: n.failureSummary })),
+            })) };
+        }""",
+        AXE_TAGS,
+    )
+    return list(result["violations"])
+
+
+def describe(violations: list[dict[str, Any]]) -> str:
+    """One line per offending node, for an assertion message a person can act on."""
+    lines = []
+    for violation in violations:
+        for node in violation["nodes"]:
+            lines.append(
+                f"{violation['id']} ({violation['impact']}): {violation['help']} at "
+                f"{node['target']}: {node['summary']}"
+            )
+    return "\n".join(lines)
