@@ -85,6 +85,15 @@ def domain_settings(config: Config) -> Settings:
             for name, integration in config.integrations.items()
             if integration.outbound is not None
         },
+        integration_lifetimes={
+            name: timedelta(hours=integration.lifetime_hours)
+            for name, integration in config.integrations.items()
+            if integration.lifetime_hours is not None
+        },
+        bot_stays=config.rooms.bot_stays,
+        idle_timeout=(
+            timedelta(hours=config.rooms.idle_hours) if config.rooms.idle_hours else None
+        ),
     )
 
 

@@ -47,6 +47,9 @@ class Action(StrEnum):
     REMOVE_MEMBER = "remove_member"
     TICKET_NOTE = "ticket_note"
     TICKET_REPLY = "ticket_reply"
+    IDLE_CHECK = "idle_check"
+    DEPART = "depart"
+    PURGE_ROOM = "purge_room"
 
 
 @dataclass
@@ -120,6 +123,12 @@ async def running(db: Transaction, session_id: str, action: Action) -> bool:
     """Whether a job of `action` for the session is being carried out right now (a waiting one
     has not looked at the session yet, so it will see what changed)."""
     return await store.jobs.running(db, session_id, action.value)
+
+
+async def outstanding(db: Transaction, session_id: str, action: Action, now: datetime) -> bool:
+    """Whether a job of `action` for the session is due or running, or waiting to be retried
+    (one scheduled for later, such as an expiry warning, does not count)."""
+    return await store.jobs.outstanding(db, session_id, action.value, now)
 
 
 async def first_time(db: Transaction, key: str, now: datetime, session_id: str | None) -> bool:

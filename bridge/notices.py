@@ -147,6 +147,22 @@ def expiry_warning(expires_at: datetime) -> str:
     )
 
 
+def bot_leaving() -> str:
+    return (
+        "Zero-knowledge mode: sealroom leaves this room as soon as the agent and the customer "
+        "are both here, before anything is shared, so it can never read what you send. Wait "
+        "until it has left before you share a credential. The room is still wiped when the "
+        "ticket is closed or the session expires (no !commands once it has left)."
+    )
+
+
+def idle_warning(deadline: datetime) -> str:
+    return (
+        f"Nothing has been said here for a while: this secure room will be closed and wiped "
+        f"on {_when(deadline)} unless someone writes in it."
+    )
+
+
 def customer_left(user_id: str) -> str:
     return (
         f"{user_id} left the secure room. Agent: send !link for a new invite link if they "

@@ -72,6 +72,16 @@ class Settings:
     integration_agents: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # Per integration: what is posted back into its tickets (bridge.ticket_notes).
     ticket_updates: Mapping[str, TicketUpdates] = field(default_factory=dict)
+    # Per integration: its own session lifetime (before `session_lifetime`).
+    integration_lifetimes: Mapping[str, timedelta] = field(default_factory=dict)
+    # False: zero-knowledge mode; the bot leaves once the customer and the agent have joined.
+    bot_stays: bool = True
+    # A room with no message for this long is closed; None: never.
+    idle_timeout: timedelta | None = None
+
+    def lifetime(self, integration: str) -> timedelta:
+        """How long a new session of `integration` stays open before it expires."""
+        return self.integration_lifetimes.get(integration, self.session_lifetime)
 
     def agent_user_id(self, agent: str, integration: str | None = None) -> str | None:
         """The Matrix account mapped to a helpdesk agent (case-insensitive), if any: the
@@ -168,7 +178,7 @@ class SessionService:
             state=SessionState.PENDING,
             created_at=now,
             updated_at=now,
-            expires_at=now + self.settings.session_lifetime,
+            expires_at=now + self.settings.lifetime(integration),
         )
         db.add(session)
         await db.flush()
@@ -198,7 +208,11 @@ class SessionService:
                 Action.REMOVE_MEMBER,
                 now,
                 session_id=session.id,
-                params={"user_id": previous, "reason": "The ticket was handed to another agent."},
+                params={
+                    "user_id": previous,
+                    "reason": "The ticket was handed to another agent.",
+                    "demote": True,
+                },
             )
         session.agent_ref = agent
         session.agent_user_id = user_id
@@ -271,6 +285,11 @@ class SessionService:
         if session.state == SessionState.PENDING and await self._move(
             db, session, SessionState.OPEN, now
         ):
+            # The idle clock starts with the room.
+            session.last_activity_at = now
+            timeout = self.settings.idle_timeout
+            if timeout is not None:
+                await self._schedule_idle_check(db, session.id, now, now + timeout)
             await schedule_milestone(
                 db, self.settings.ticket_updates, session, Milestone.ROOM_READY, now
             )
@@ -291,6 +310,59 @@ class SessionService:
             await self.close(session.id, "expired", "sealroom")
         except SessionClosed:
             return
+
+    def idle_deadline(self, session: SecureSession) -> datetime | None:
+        """When the session closes for want of messages; None when the idle timeout is off."""
+        if self.settings.idle_timeout is None:
+            return None
+        return (session.last_activity_at or session.created_at) + self.settings.idle_timeout
+
+    async def check_idle(self, session_id: str | None) -> None:
+        """Close an open session whose room was quiet for `idle_timeout`; warn the room
+        `expiry_warning` before; otherwise look again when the warning or the deadline is due.
+
+        Each check schedules the next one, so one chain of checks runs per session; a message
+        in the room moves the deadline, and the check that comes finds it not yet due.
+        """
+        session = await self.load(session_id)
+        deadline = self.idle_deadline(session)
+        if deadline is None or session.state != SessionState.OPEN:
+            return
+        now = self.clock()
+        if deadline <= now:
+            try:
+                await self.close(session.id, "idle", "sealroom")
+            except SessionClosed:
+                pass
+            return
+        warning = self.settings.expiry_warning
+        async with self.database.transaction() as db:
+            if warning and deadline - warning <= now:
+                await schedule(
+                    db,
+                    Action.NOTICE,
+                    now,
+                    session_id=session.id,
+                    params={"kind": "idle_warning", "idle_until": deadline.isoformat()},
+                    dedupe_key=f"idle-warning:{session.id}:{deadline.isoformat()}",
+                )
+                next_check = deadline
+            else:
+                next_check = deadline - warning if warning else deadline
+            await self._schedule_idle_check(db, session.id, now, next_check)
+        self.wake_jobs()
+
+    async def _schedule_idle_check(
+        self, db: Transaction, session_id: str, now: datetime, at: datetime
+    ) -> None:
+        await schedule(
+            db,
+            Action.IDLE_CHECK,
+            now,
+            session_id=session_id,
+            run_after=at,
+            dedupe_key=f"idle:{session_id}:{at.isoformat()}",
+        )
 
     async def schedule_expiry(
         self, db: Transaction, session: SecureSession, now: datetime

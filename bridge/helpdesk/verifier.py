@@ -61,6 +61,8 @@ class IntegrationOptions(Section):
     agents: dict[str, str] = Field(default_factory=dict)
     # Posting the invite link and the milestones back into the ticket; null: nothing is posted.
     outbound: OutboundOptions | None = None
+    # How long this helpdesk's secure sessions stay open, in hours; None: rooms.lifetime_hours.
+    lifetime_hours: float | None = Field(default=None, gt=0, le=24 * 90)
 
     @field_validator("preset")
     @classmethod

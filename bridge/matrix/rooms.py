@@ -158,6 +158,28 @@ class MatrixRoomService:
                 users.append(UserID(event["state_key"]))
         return users
 
+    async def joined_members(self, room_id: RoomID) -> list[UserID]:
+        response = await self.bot.request_json(
+            "listing joined members", "GET", ["rooms", room_id, "joined_members"]
+        )
+        joined = response.get("joined")
+        return [UserID(user) for user in joined] if isinstance(joined, dict) else []
+
+    async def set_power_level(self, room_id: RoomID, user_id: UserID, level: int | None) -> None:
+        path = ["rooms", room_id, "state", "m.room.power_levels", ""]
+        content = await self.bot.request_json("reading the power levels", "GET", path)
+        users = content.get("users")
+        users = dict(users) if isinstance(users, dict) else {}
+        if users.get(user_id) == level or (level is None and user_id not in users):
+            return  # already so
+        if level is None:
+            users.pop(user_id)
+        else:
+            users[user_id] = level
+        await self.bot.request_json(
+            "setting a power level", "PUT", path, {**content, "users": users}
+        )
+
     async def kick(self, room_id: RoomID, user_id: UserID, reason: str) -> None:
         try:
             await self.bot.kick(room_id, user_id, reason)
