@@ -196,7 +196,8 @@ class App:
             ),
             max_body_bytes=config.http.max_body_bytes,
             session_api=session_api(
-                SessionQueries(self.database, self.sessions), config.api.token_value()
+                SessionQueries(self.database, self.sessions, can_purge=purger is not None),
+                config.api.token_value(),
             ),
         )
         self.web = WebServer(

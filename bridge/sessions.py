@@ -18,7 +18,7 @@ import store.audit
 import store.invites
 import store.sessions
 from bridge.errors import AgentUnknown, SessionClosed, TicketUnknown
-from bridge.jobs import Action, schedule
+from bridge.jobs import Action, outstanding, schedule
 from bridge.ticket_notes import Milestone, TicketUpdates, schedule_milestone
 from store import Database, SecureSession, Transaction
 
@@ -363,6 +363,19 @@ class SessionService:
             run_after=at,
             dedupe_key=f"idle:{session_id}:{at.isoformat()}",
         )
+
+    async def schedule_purge(self, session_id: str, actor: str) -> None:
+        """Purge a closed session's room from the homeserver (`sessions wipe`): a durable
+        job for the running service; asking again while one is on its way adds none."""
+        now = self.clock()
+        async with self.database.transaction() as db:
+            if await outstanding(db, session_id, Action.PURGE_ROOM, now):
+                return
+            await schedule(
+                db, Action.PURGE_ROOM, now, session_id=session_id, params={"actor": actor}
+            )
+            store.audit.record(db, now, "room.purge_requested", session_id=session_id, actor=actor)
+        self.wake_jobs()
 
     async def schedule_expiry(
         self, db: Transaction, session: SecureSession, now: datetime

@@ -51,7 +51,10 @@ class ApiApp:
     clock: Clock
 
     @classmethod
-    async def build(cls, db_path: Path, *, api_token: str | None = API_TOKEN) -> ApiApp:
+    async def build(
+        cls, db_path: Path, *, api_token: str | None = API_TOKEN, can_purge: bool = True
+    ) -> ApiApp:
+        """`can_purge` False: as if no homeserver.admin_token were configured."""
         database = Database(f"sqlite+aiosqlite:///{db_path}")
         await store.migrate.upgrade_to_head(database)
         clock = Clock()
@@ -82,7 +85,9 @@ class ApiApp:
             ),
             Readiness({"database": _ready}, {}),
             max_body_bytes=MAX_BODY,
-            session_api=session_api(SessionQueries(database, sessions), api_token),
+            session_api=session_api(
+                SessionQueries(database, sessions, can_purge=can_purge), api_token
+            ),
         )
         return cls(app, database, sessions, clock)
 
