@@ -39,6 +39,7 @@ def closing(reason: str) -> str:
         "agent": "the agent closed it",
         "expired": "its time ran out",
         "admin": "an administrator closed it",
+        "idle": "nothing was said in it for a long time",
     }.get(reason, "it is no longer needed")
     return (
         f"This secure room is being closed because {why}. Everyone will be removed and "

@@ -289,7 +289,8 @@ class SessionService:
             session.last_activity_at = now
             timeout = self.settings.idle_timeout
             if timeout is not None:
-                await self._schedule_idle_check(db, session.id, now, now + timeout)
+                next_check = self._next_idle_check(now + timeout, now)
+                await self._schedule_idle_check(db, session.id, now, next_check)
             await schedule_milestone(
                 db, self.settings.ticket_updates, session, Milestone.ROOM_READY, now
             )
@@ -335,9 +336,9 @@ class SessionService:
             except SessionClosed:
                 pass
             return
-        warning = self.settings.expiry_warning
+        next_check = self._next_idle_check(deadline, now)
         async with self.database.transaction() as db:
-            if warning and deadline - warning <= now:
+            if next_check == deadline and self.settings.expiry_warning:
                 await schedule(
                     db,
                     Action.NOTICE,
@@ -346,11 +347,15 @@ class SessionService:
                     params={"kind": "idle_warning", "idle_until": deadline.isoformat()},
                     dedupe_key=f"idle-warning:{session.id}:{deadline.isoformat()}",
                 )
-                next_check = deadline
-            else:
-                next_check = deadline - warning if warning else deadline
             await self._schedule_idle_check(db, session.id, now, next_check)
         self.wake_jobs()
+
+    def _next_idle_check(self, deadline: datetime, now: datetime) -> datetime:
+        """When the room is to be warned, while that is ahead; else the deadline itself."""
+        warning = self.settings.expiry_warning
+        if warning and deadline - warning > now:
+            return deadline - warning
+        return deadline
 
     async def _schedule_idle_check(
         self, db: Transaction, session_id: str, now: datetime, at: datetime
