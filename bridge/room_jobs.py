@@ -320,12 +320,18 @@ class RoomJobs:
             notices_waiting = await outstanding(db, session.id, Action.NOTICE, self.clock())
         if notices_waiting:
             raise RetryLater("the welcome notices are not sent yet")
-        joined = await self.rooms.joined_members(room_id)
         bot = self.rooms.bot_user_id
-        customers = [user for user in joined if user not in (bot, session.agent_user_id)]
-        if session.agent_user_id not in joined or not customers:
-            return  # the next join asks again
-        await self.rooms.leave(room_id)
+        try:
+            joined = await self.rooms.joined_members(room_id)
+        except MatrixRequestFailed as err:
+            if err.matrix_errcode != "M_FORBIDDEN":
+                raise
+            joined = []  # left already (a crash before it was recorded): record it now
+        if bot in joined:
+            customers = [user for user in joined if user not in (bot, session.agent_user_id)]
+            if session.agent_user_id not in joined or not customers:
+                return  # the next join asks again
+            await self.rooms.leave(room_id)
         now = self.clock()
         async with self.database.transaction() as db:
             fresh = await store.sessions.get(db, session.id)

@@ -163,20 +163,15 @@ class RoomWipe:
     async def _start(
         self, job: JobContext, checkpoint: dict[str, Any], session_id: str, room_id: RoomID
     ) -> None:
-        # Where the timeline ends now: the history is redacted backwards from here, and what
-        # comes after (the closing notice, anything sent meanwhile) once everyone is removed.
-        try:
-            head = (
-                await self._patiently(
-                    "reading the history", lambda: self.rooms.history(room_id, None)
-                )
-            ).start
-        except MatrixRequestFailed as err:
-            if err.matrix_errcode != "M_FORBIDDEN":
-                raise
-            # Not a member: retrying cannot make the bot one again.
+        if not await self._bot_is_member(room_id):
+            # Nothing it asks of the room would be allowed, and retrying cannot change that.
             await self._purge_only(job, checkpoint, session_id, room_id, BOT_NOT_IN_ROOM)
             return
+        # Where the timeline ends now: the history is redacted backwards from here, and what
+        # comes after (the closing notice, anything sent meanwhile) once everyone is removed.
+        head = (
+            await self._patiently("reading the history", lambda: self.rooms.history(room_id, None))
+        ).start
         try:
             await self.rooms.send_notice(room_id, notices.closing(str(job.params.get("reason"))))
         except MatrixRequestFailed as err:
@@ -191,6 +186,19 @@ class RoomWipe:
             media=[],
         )
         await self._step_done(job, checkpoint, session_id, "room.wipe_started", room_id=room_id)
+
+    async def _bot_is_member(self, room_id: RoomID) -> bool:
+        """Synapse answers a former member's `/joined_members` with M_FORBIDDEN (and its
+        `/messages` with the history up to its leave, so that is no test)."""
+        try:
+            joined = await self._patiently(
+                "listing members", lambda: self.rooms.joined_members(room_id)
+            )
+        except MatrixRequestFailed as err:
+            if err.matrix_errcode != "M_FORBIDDEN":
+                raise
+            return False
+        return self.rooms.bot_user_id in joined
 
     async def _purge_only(
         self,

@@ -98,7 +98,7 @@ async def test_the_wipe_redacts_everything_then_removes_leaves_purges_and_delete
     # In order: the notice, the redactions, the removals, the closing notice redacted last
     # (the members could read it until they were removed), then the bot leaves.
     names = [name for name, _ in world.rooms.calls]
-    assert names[:2] == ["history", "send_notice"]
+    assert names[:3] == ["joined_members", "history", "send_notice"]
     first_kick = names.index("kick")
     assert names[:first_kick].count("redact") == len(wanted)
     assert names[first_kick:].count("redact") == 1

@@ -133,7 +133,7 @@ async def test_a_wipe_that_finds_the_bot_out_of_the_room_purges_instead_of_retry
 ) -> None:
     world = build_world(database)  # the bot should stay, but it is not in the room any more
     opened, room_id = await world.open_room()
-    world.rooms.fail_next("history", forbidden("You are not in the room"))
+    world.rooms.fail_next("joined_members", forbidden("You are not in the room"))
 
     await world.sessions.close(opened.session_id, "agent", AGENT_ID)
     await world.run_due()
@@ -156,3 +156,20 @@ async def test_when_the_bot_stays_it_never_leaves_before_the_wipe(database: Data
     assert await world.jobs(Action.DEPART, "done") == []
     assert world.rooms.called("leave") == []
     assert (await world.session(opened.session_id)).bot_left_at is None
+
+
+async def test_a_departure_whose_record_was_lost_in_a_crash_is_recorded_on_the_retry(
+    database: Database,
+) -> None:
+    world = build_world(database, bot_stays=False)
+    opened, room_id = await world.open_room()
+    await _both_join(world, room_id)
+    await world.run(Action.NOTICE)  # the rules
+    await world.rooms.leave(RoomID(room_id))  # it left, then the process died
+    world.rooms.fail_next("joined_members", forbidden("You are not in the room"))
+
+    await world.run(Action.DEPART)
+
+    assert world.rooms.called("leave") == [(RoomID(room_id),)]
+    assert (await world.session(opened.session_id)).bot_left_at is not None
+    assert len(await world.audit("room.bot_left")) == 1

@@ -357,8 +357,8 @@ async def test_the_openapi_document_needs_no_token(api: Api) -> None:
 
 async def test_canary_secrets_never_appear_in_an_api_answer(api: Api) -> None:
     """Plant a canary everywhere a webhook and a customer can put text, spend the invite, close
-    and wipe: no answer of the session API holds it, nor the invite token, its hash, the ticket's subject,
-    the webhook secret or the API token."""
+    and wipe: no answer of the session API holds it, nor the invite token, its hash, the
+    ticket's subject, the webhook secret or the API token."""
     canary = f"sk_live_CANARY{secrets.token_hex(12)}"
     subject = f"subject-{canary}"
     opened = await api.open(
