@@ -11,6 +11,7 @@ so finished jobs are pruned after a while.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import time
@@ -129,6 +130,16 @@ async def outstanding(db: Transaction, session_id: str, action: Action, now: dat
     """Whether a job of `action` for the session is due or running, or waiting to be retried
     (one scheduled for later, such as an expiry warning, does not count)."""
     return await store.jobs.outstanding(db, session_id, action.value, now)
+
+
+async def handled(db: Transaction, key: str) -> bool:
+    """Whether `first_time` recorded `key` already."""
+    return await store.ledger.recorded(db, key)
+
+
+def welcomed_key(session_id: str, user_id: str) -> str:
+    """The ledger's note that a member's join was seen and their welcome notice scheduled."""
+    return f"welcomed:{session_id}:{hashlib.sha256(user_id.encode()).hexdigest()[:32]}"
 
 
 async def first_time(db: Transaction, key: str, now: datetime, session_id: str | None) -> bool:

@@ -22,7 +22,7 @@ import store.sessions
 from bridge import notices
 from bridge.errors import MatrixIdInvalid
 from bridge.ids import UserID, parse_user_id
-from bridge.jobs import Action, first_time, schedule
+from bridge.jobs import Action, first_time, schedule, welcomed_key
 from bridge.room_jobs import schedule_notice
 from bridge.sessions import SessionService, SessionState
 from bridge.ticket_notes import Milestone, schedule_milestone
@@ -200,7 +200,9 @@ class RoomEventService:
                     once_per=hashlib.sha256(user_id.encode()).hexdigest()[:16],
                 )
             if not self.sessions.settings.bot_stays:
-                # Zero-knowledge mode: the bot leaves once both are in (bridge.room_jobs).
+                # Zero-knowledge mode: the bot leaves once both are in and welcomed
+                # (bridge.room_jobs.depart).
+                await first_time(db, welcomed_key(session.id, user_id), now, session.id)
                 await schedule(db, Action.DEPART, now, session_id=session.id)
             store.audit.record(db, now, "member.joined", session_id=session.id, actor=user_id)
             log.info("member.joined", session_id=session.id, room_id=room_id, agent=is_agent)

@@ -23,10 +23,12 @@ from bridge.jobs import (
     JobRunner,
     PermanentJobError,
     RetryLater,
+    handled,
     outstanding,
     run_now,
     running,
     schedule,
+    welcomed_key,
 )
 from bridge.ports import MatrixRooms, RoomPurger, RoomSpec
 from bridge.sessions import SessionService, SessionState, is_live, room_alias_localpart
@@ -316,10 +318,6 @@ class RoomJobs:
         ):
             return
         room_id = RoomID(session.room_id)
-        async with self.database.transaction() as db:
-            notices_waiting = await outstanding(db, session.id, Action.NOTICE, self.clock())
-        if notices_waiting:
-            raise RetryLater("the welcome notices are not sent yet")
         bot = self.rooms.bot_user_id
         try:
             joined = await self.rooms.joined_members(room_id)
@@ -331,6 +329,15 @@ class RoomJobs:
             customers = [user for user in joined if user not in (bot, session.agent_user_id)]
             if session.agent_user_id not in joined or not customers:
                 return  # the next join asks again
+            async with self.database.transaction() as db:
+                # The homeserver may know of a join before the bot's sync does: each member's
+                # welcome (the rules) must be scheduled, then sent, before the bot goes.
+                for user in joined:
+                    if user != bot and not await handled(db, welcomed_key(session.id, user)):
+                        return  # the bot's sync has not seen this join: it asks again then
+                notices_waiting = await outstanding(db, session.id, Action.NOTICE, self.clock())
+            if notices_waiting:
+                raise RetryLater("the welcome notices are not sent yet")
             await self.rooms.leave(room_id)
         now = self.clock()
         async with self.database.transaction() as db:

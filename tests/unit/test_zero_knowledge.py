@@ -173,3 +173,25 @@ async def test_a_departure_whose_record_was_lost_in_a_crash_is_recorded_on_the_r
     assert world.rooms.called("leave") == [(RoomID(room_id),)]
     assert (await world.session(opened.session_id)).bot_left_at is not None
     assert len(await world.audit("room.bot_left")) == 1
+
+
+async def test_a_join_the_homeserver_knows_before_the_bot_saw_it_does_not_make_it_leave_early(
+    database: Database,
+) -> None:
+    """The race the real Synapse showed: a departure finds the customer joined (the homeserver
+    says so) before the bot's sync saw the join and scheduled the rules."""
+    world = build_world(database, bot_stays=False)
+    _, room_id = await world.open_room()
+    world.rooms.join(room_id, AGENT_ID)
+    await world.room_events.member_joined(room_id, AGENT_ID, "$agent-joined")
+    await world.run(Action.NOTICE)  # the agent's welcome
+    await world.rooms.invite(RoomID(room_id), UserID(CUSTOMER_ID))
+    world.rooms.join(room_id, CUSTOMER_ID)  # joined; the bot's sync has not told it yet
+
+    await world.run(Action.DEPART)  # the one the agent's join asked for
+    assert world.rooms.called("leave") == []
+
+    await world.room_events.member_joined(room_id, CUSTOMER_ID, "$customer-joined")
+    await world.run_due()
+    names = [name for name, _ in world.rooms.calls if name in ("send_notice", "leave")]
+    assert names == ["send_notice", "send_notice", "leave"]  # the rules went out first
