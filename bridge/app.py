@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -88,12 +89,23 @@ def domain_settings(config: Config) -> Settings:
             for name, integration in config.integrations.items()
             if integration.outbound is not None
         },
+        integration_lifetimes={
+            name: timedelta(hours=integration.lifetime_hours)
+            for name, integration in config.integrations.items()
+            if integration.lifetime_hours is not None
+        },
+        bot_stays=config.rooms.bot_stays,
+        idle_timeout=(
+            timedelta(hours=config.rooms.idle_hours) if config.rooms.idle_hours else None
+        ),
     )
 
 
 class App:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, clock: Callable[[], datetime] = utcnow) -> None:
+        """`clock`: the time sessions, invites and jobs go by (a test moves it by hours)."""
         self.config = config
+        self.clock = clock
         self.database = Database(config.database_url)
         self.bot = BotClient(
             BotSettings(
@@ -118,7 +130,7 @@ class App:
         self._identity_task: asyncio.Task[None] | None = None
         self.jobs = JobRunner(
             self.database,
-            utcnow,
+            clock,
             concurrency=config.jobs.concurrency,
             retry_initial=config.jobs.retry_initial_seconds,
             retry_max=config.jobs.retry_max_seconds,
@@ -128,6 +140,7 @@ class App:
         self.sessions = SessionService(
             self.database,
             domain_settings(config),
+            clock=clock,
             wake_jobs=self.jobs.wake,
         )
         # Back into the tickets (#10): one adapter per integration with `outbound:`.
@@ -137,7 +150,7 @@ class App:
             if integration.outbound is not None
         }
         self.link_sealer = LinkSealer(config.bot.data_dir / "link.key")
-        TicketNotes(self.database, self.ticket_systems, self.link_sealer, utcnow).register(
+        TicketNotes(self.database, self.ticket_systems, self.link_sealer, clock).register(
             self.jobs
         )
         self.invites = InviteService(self.database, self.sessions, self.admin)
@@ -194,7 +207,8 @@ class App:
             ),
             max_body_bytes=config.http.max_body_bytes,
             session_api=session_api(
-                SessionQueries(self.database, self.sessions), config.api.token_value()
+                SessionQueries(self.database, self.sessions, can_purge=purger is not None),
+                config.api.token_value(),
             ),
             serve_metrics=config.metrics.port is None,
         )

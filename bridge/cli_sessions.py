@@ -19,7 +19,7 @@ from bridge.errors import SealroomError
 from bridge.preflight import StartupProblem
 
 if TYPE_CHECKING:
-    from bridge.session_queries import SessionDetail, SessionQueries
+    from bridge.session_queries import SessionDetail, SessionQueries, Wiped
     from store import Database
 
 EXIT_OK = 0
@@ -34,8 +34,11 @@ See and close secure sessions, from the database the service uses (no homeserver
   close  close a live session: the close is recorded now (reason "admin"), and the running
          service's job runner carries it out within jobs.poll_seconds: a closing notice,
          everyone removed, the bot leaves. The service must be running for that to happen.
-  wipe   close the session if it is live, as `close` does, and say what was done. Deleting
-         the history of a room that is already closed is not available in this version.
+  wipe   wipe the session's room, whatever its state; asking twice does no harm. A live
+         session is closed (as `close` does: its close is the whole wipe). The room of a
+         session closed without a purge (for example before homeserver.admin_token was
+         configured) is purged from the homeserver by the running service (needs
+         homeserver.admin_token). A room already purged, or never made, needs nothing.
 
 Metadata only: never a token, a ticket's subject or anything said in a room. --json prints
 the same data as the session API (GET /api/v1/sessions...) for scripts."""
@@ -53,7 +56,7 @@ def sessions_parser(sub: Any) -> None:
         ("list", "list sessions, newest first"),
         ("show", "show one session and its audit trail"),
         ("close", "close a live session (the running service carries it out)"),
-        ("wipe", "close the session if it is live, and say what was done"),
+        ("wipe", "wipe the session's room: close it if live, purge it if closed"),
     ):
         action = actions.add_parser(
             name,
@@ -85,7 +88,11 @@ async def run_sessions(config: Config, args: argparse.Namespace) -> int:
 
     database = await _existing_database(config)
     try:
-        queries = SessionQueries(database, SessionService(database, domain_settings(config)))
+        queries = SessionQueries(
+            database,
+            SessionService(database, domain_settings(config)),
+            can_purge=config.homeserver.admin_token_value() is not None,
+        )
         return await _session_action(queries, args)
     except SealroomError as err:
         print(f"sessions {args.action}: {err.message}", file=sys.stderr)
@@ -122,8 +129,6 @@ async def _existing_database(config: Config) -> Database:
 
 
 async def _session_action(queries: SessionQueries, args: argparse.Namespace) -> int:
-    from bridge.sessions import SessionState
-
     if args.action == "list":
         page = await queries.list(
             state=args.state, integration=args.integration, limit=args.limit, cursor=args.cursor
@@ -140,18 +145,10 @@ async def _session_action(queries: SessionQueries, args: argparse.Namespace) -> 
         else:
             _print_detail(detail)
         return EXIT_OK
+    if args.action == "wipe":
+        return _wiped(args, await queries.wipe(args.session_id, "cli"))
     before = await queries.show(args.session_id)
     state = before.summary.state
-    if args.action == "wipe" and state == SessionState.CLOSING:
-        return _done(args, before, "already_closing", "is already being closed; nothing to do")
-    if args.action == "wipe" and state == SessionState.CLOSED:
-        _done(args, before, "already_closed", "is already closed; nothing was done")
-        print(
-            "sessions wipe: deleting the history of a room that is already closed is not "
-            "available in this version",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
     after = await queries.close(args.session_id, "cli")
     return _done(
         args,
@@ -160,6 +157,25 @@ async def _session_action(queries: SessionQueries, args: argparse.Namespace) -> 
         f"was {state} and is now closing: the running service removes everyone and closes the "
         "room (within jobs.poll_seconds)",
     )
+
+
+WIPE_TEXT = {
+    "closing": "is now closing: the running service wipes its room (within jobs.poll_seconds)",
+    "already_closing": "is already being closed; its room is being wiped",
+    "purging": "is closed; the running service now purges its room from the homeserver "
+    "(within jobs.poll_seconds)",
+    "already_wiped": "is closed and its room purged already; nothing to do",
+    "no_room": "was closed before its room was made; nothing to wipe",
+}
+
+
+def _wiped(args: argparse.Namespace, wiped: Wiped) -> int:
+    if args.json:
+        _print_json(wiped.as_json())
+    else:
+        summary = wiped.session.summary
+        print(f"Session {summary.id} (ticket {summary.ticket_ref}) {WIPE_TEXT[wiped.outcome]}.")
+    return EXIT_OK
 
 
 def _done(args: argparse.Namespace, detail: SessionDetail, outcome: str, text: str) -> int:
@@ -219,6 +235,8 @@ def _print_detail(detail: SessionDetail) -> None:
         "expires_at",
         "closed_at",
         "close_reason",
+        "bot_left_at",
+        "purged_at",
     ):
         print(f"{key + ':':<18}{'-' if data[key] is None else data[key]}")
     print("audit trail:")

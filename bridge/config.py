@@ -150,6 +150,11 @@ class RoomsConfig(_Section):
     # The agent is warned in the room this long before the session expires (0: no warning).
     expiry_warning_minutes: int = Field(default=60, ge=0, le=24 * 60)
     room_version: str | None = None
+    # false: zero-knowledge mode; the bot leaves once the customer and the agent have joined,
+    # before anything is shared, so it never holds a key to what is said (needs an admin token).
+    bot_stays: bool = True
+    # Close (and wipe) a room in which nothing was said for this many hours; None: never.
+    idle_hours: float | None = Field(default=None, gt=0, le=24 * 90)
 
     _name = field_validator("name_template", "topic_template")(_check_template)
 
@@ -351,6 +356,18 @@ def _secret_problems(raw: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _needs_admin_token(config: Config, problems: list[str], problem: str) -> None:
+    """Report `problem` when no admin token is configured (and none was reported already)."""
+    if any(p.startswith("homeserver.admin") for p in problems):
+        return
+    try:
+        has_admin = config.homeserver.admin_token_value() is not None
+    except ValueError:
+        has_admin = True  # reported by _secret_problems
+    if not has_admin:
+        problems.append(problem)
+
+
 def parse(raw: Any, base_dir: Path | None = None) -> Config:
     """Validate an already-parsed YAML document.
 
@@ -370,19 +387,20 @@ def parse(raw: Any, base_dir: Path | None = None) -> Config:
         config = Config.model_validate(raw)
     except ValidationError as err:
         problems += _validation_problems(err)
-    if (
-        config is not None
-        and config.registration.enabled
-        and not any(p.startswith("homeserver.admin") for p in problems)
-    ):
-        try:
-            has_admin = config.homeserver.admin_token_value() is not None
-        except ValueError:
-            has_admin = True  # reported by _secret_problems
-        if not has_admin:
-            problems.append(
+    if config is not None:
+        if config.registration.enabled:
+            _needs_admin_token(
+                config,
+                problems,
                 "registration.enabled: creating accounts needs homeserver.admin_token "
-                "(a Synapse admin's access token, to mint registration tokens)"
+                "(a Synapse admin's access token, to mint registration tokens)",
+            )
+        if not config.rooms.bot_stays:
+            _needs_admin_token(
+                config,
+                problems,
+                "rooms.bot_stays: false (zero-knowledge mode) needs homeserver.admin_token: once "
+                "the bot has left a room, only Synapse's admin API can wipe it",
             )
     if config is not None and config.metrics.port == config.http.port:
         problems.append(

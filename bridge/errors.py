@@ -167,6 +167,17 @@ class SessionUnknown(SealroomError):
     default_message = "There is no secure session with this id."
 
 
+class PurgeUnavailable(SealroomError):
+    """A closed session's room cannot be purged: no `homeserver.admin_token` is configured."""
+
+    errcode = "SEALROOM_PURGE_UNAVAILABLE"
+    default_message = (
+        "This room can only be wiped through the homeserver's admin API: set "
+        "homeserver.admin_token (or admin_token_file) in sealroom's configuration, restart it, "
+        "and ask again."
+    )
+
+
 class ApiDisabled(SealroomError):
     """The session API is off because no `api.token` is configured."""
 

@@ -11,6 +11,7 @@ so finished jobs are pruned after a while.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import time
@@ -47,6 +48,9 @@ class Action(StrEnum):
     REMOVE_MEMBER = "remove_member"
     TICKET_NOTE = "ticket_note"
     TICKET_REPLY = "ticket_reply"
+    IDLE_CHECK = "idle_check"
+    DEPART = "depart"
+    PURGE_ROOM = "purge_room"
 
 
 @dataclass
@@ -120,6 +124,22 @@ async def running(db: Transaction, session_id: str, action: Action) -> bool:
     """Whether a job of `action` for the session is being carried out right now (a waiting one
     has not looked at the session yet, so it will see what changed)."""
     return await store.jobs.running(db, session_id, action.value)
+
+
+async def outstanding(db: Transaction, session_id: str, action: Action, now: datetime) -> bool:
+    """Whether a job of `action` for the session is due or running, or waiting to be retried
+    (one scheduled for later, such as an expiry warning, does not count)."""
+    return await store.jobs.outstanding(db, session_id, action.value, now)
+
+
+async def handled(db: Transaction, key: str) -> bool:
+    """Whether `first_time` recorded `key` already."""
+    return await store.ledger.recorded(db, key)
+
+
+def welcomed_key(session_id: str, user_id: str) -> str:
+    """The ledger's note that a member's join was seen and their welcome notice scheduled."""
+    return f"welcomed:{session_id}:{hashlib.sha256(user_id.encode()).hexdigest()[:32]}"
 
 
 async def first_time(db: Transaction, key: str, now: datetime, session_id: str | None) -> bool:

@@ -57,6 +57,7 @@ def closing(reason: str, *, lang: str = "en") -> str:
         "agent": _("the agent closed it"),
         "expired": _("its time ran out"),
         "admin": _("an administrator closed it"),
+        "idle": _("nothing was said in it for a long time"),
     }.get(reason, _("it is no longer needed"))
     return _(
         "This secure room is being closed because %(why)s. Everyone will be removed and the "
@@ -183,6 +184,25 @@ def expiry_warning(expires_at: datetime, *, lang: str = "en") -> str:
         "This secure room will be closed and wiped on %(when)s. Agent: send !extend 2h (or "
         "another duration) if you need it longer."
     ) % {"when": _when(expires_at, lang)}
+
+
+def bot_leaving(*, lang: str = "en") -> str:
+    _ = _translator(lang)
+    return _(
+        "Zero-knowledge mode: sealroom leaves this room as soon as the agent and the customer "
+        "are both here, before anything is shared, so it can never read what you send. Wait "
+        "until it has left before you share a credential. The room is still wiped when the "
+        "ticket is closed or the session expires (commands such as !status stop working once it "
+        "has left)."
+    )
+
+
+def idle_warning(deadline: datetime, *, lang: str = "en") -> str:
+    _ = _translator(lang)
+    return _(
+        "Nothing has been said here for a while: this secure room will be closed and wiped "
+        "on %(when)s unless someone writes in it."
+    ) % {"when": _when(deadline, lang)}
 
 
 def customer_left(user_id: str, *, lang: str = "en") -> str:

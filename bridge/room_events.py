@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -22,7 +22,7 @@ import store.sessions
 from bridge import notices
 from bridge.errors import MatrixIdInvalid
 from bridge.ids import UserID, parse_user_id
-from bridge.jobs import Action, first_time, schedule
+from bridge.jobs import Action, first_time, schedule, welcomed_key
 from bridge.room_jobs import schedule_notice
 from bridge.sessions import SessionService, SessionState
 from bridge.ticket_notes import Milestone, schedule_milestone
@@ -30,6 +30,9 @@ from store import SecureSession, Transaction
 
 log = structlog.stdlib.get_logger(__name__)
 
+# A room's last activity is written at most this often (the idle timeout is counted in hours).
+ACTIVITY_INTERVAL = timedelta(minutes=1)
+ACTIVITY_ROOMS_REMEMBERED = 10_000
 MIN_EXTEND_HOURS = 1 / 60
 MAX_EXTEND_HOURS = 24.0 * 30
 DEFAULT_EXTEND_HOURS = 24.0
@@ -154,6 +157,8 @@ class RoomEventService:
         self.bot_user_id = bot_user_id
         self.database = sessions.database
         self.clock = sessions.clock
+        # room -> when its activity was last written (bounded: cleared when full).
+        self._activity_written: dict[str, datetime] = {}
 
     async def _first_time_in_open_room(
         self, db: Transaction, room_id: str, key: str, now: datetime
@@ -194,9 +199,35 @@ class RoomEventService:
                     now,
                     once_per=hashlib.sha256(user_id.encode()).hexdigest()[:16],
                 )
+            if not self.sessions.settings.bot_stays:
+                # Zero-knowledge mode: the bot leaves once both are in and welcomed
+                # (bridge.room_jobs.depart).
+                await first_time(db, welcomed_key(session.id, user_id), now, session.id)
+                await schedule(db, Action.DEPART, now, session_id=session.id)
             store.audit.record(db, now, "member.joined", session_id=session.id, actor=user_id)
             log.info("member.joined", session_id=session.id, room_id=room_id, agent=is_agent)
         self.sessions.wake_jobs()
+
+    async def message_seen(self, room_id: str, sender: str) -> None:
+        """Someone other than the bot sent something into a room: its idle clock restarts.
+
+        Written at most once per `ACTIVITY_INTERVAL` per room (remembered here, and checked
+        again by the UPDATE itself): a busy room costs one small write a minute, not one per
+        message.
+        """
+        if sender == self.bot_user_id or self.sessions.settings.idle_timeout is None:
+            return
+        now = self.clock()
+        last = self._activity_written.get(room_id)
+        if last is not None and now - last < ACTIVITY_INTERVAL:
+            return
+        if len(self._activity_written) >= ACTIVITY_ROOMS_REMEMBERED:
+            self._activity_written.clear()
+        self._activity_written[room_id] = now
+        async with self.database.transaction() as db:
+            await store.sessions.note_activity(
+                db, room_id, now, unless_after=now - ACTIVITY_INTERVAL
+            )
 
     async def member_left(self, room_id: str, user_id: str, event_id: str) -> None:
         """The agent is told when the customer (or anyone but the agent and the bot) leaves."""

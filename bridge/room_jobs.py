@@ -17,17 +17,32 @@ from bridge import notices
 from bridge.errors import MatrixRequestFailed
 from bridge.ids import RoomID, UserID, parse_user_id
 from bridge.invites import InviteService
-from bridge.jobs import Action, JobContext, JobRunner, RetryLater, run_now, running, schedule
+from bridge.jobs import (
+    Action,
+    JobContext,
+    JobRunner,
+    PermanentJobError,
+    RetryLater,
+    handled,
+    outstanding,
+    run_now,
+    running,
+    schedule,
+    welcomed_key,
+)
 from bridge.ports import MatrixRooms, RoomPurger, RoomSpec
 from bridge.sessions import SessionService, SessionState, is_live, room_alias_localpart
 from bridge.ticket_notes import Milestone, schedule_milestone
-from bridge.wipe import RoomWipe, Sleep
+from bridge.wipe import PURGE_SKIPPED, RoomWipe, Sleep
 from store import SecureSession, Transaction
 
 log = structlog.stdlib.get_logger(__name__)
 
 # The homeserver refuses these for now, not for good.
 TRANSIENT_ERRCODES = frozenset({"M_LIMIT_EXCEEDED"})
+# The session's agent: may moderate lightly, never change the room's rules (bridge.matrix.rooms).
+AGENT_POWER_LEVEL = 50
+BOT_GONE = "the bot has left the room (zero-knowledge mode, rooms.bot_stays: false)"
 
 
 class RoomNotReady(RetryLater):
@@ -72,6 +87,9 @@ class RoomJobs:
         runner.register(Action.CLOSE_ROOM, self.close_room)
         runner.register(Action.EXPIRE, self.expire)
         runner.register(Action.REMOVE_MEMBER, self.remove_member)
+        runner.register(Action.IDLE_CHECK, self.idle_check)
+        runner.register(Action.DEPART, self.depart)
+        runner.register(Action.PURGE_ROOM, self.purge_room)
 
     async def create_room(self, job: JobContext) -> None:
         session = await self.sessions.load(job.session_id)
@@ -118,6 +136,10 @@ class RoomJobs:
             return
         if session.room_id is None:
             raise RoomNotReady("the room is not created yet")
+        if session.bot_left_at is not None:
+            # Nobody left in the room may invite (its power levels): nobody new gets its keys.
+            await self.invite_gave_up(job, BOT_GONE)
+            return
         user_id = parse_user_id(str(job.params["user_id"]))
         try:
             await self.rooms.invite(RoomID(session.room_id), user_id)
@@ -128,6 +150,9 @@ class RoomJobs:
             # cannot help, and the people waiting must know.
             await self.invite_gave_up(job, f"{err.matrix_errcode or err.errcode}: {err.message}")
             return
+        if job.params.get("agent") is True:
+            # A ticket handed to this agent: they get the agent's power level (#9).
+            await self.rooms.set_power_level(RoomID(session.room_id), user_id, AGENT_POWER_LEVEL)
         async with self.database.transaction() as db:
             store.audit.record(
                 db,
@@ -191,8 +216,15 @@ class RoomJobs:
             if creating:
                 raise RoomNotReady("the room is still being created")
             return  # a room made later invites only the current agent
+        if session.bot_left_at is not None:
+            log.warning("member.remove_impossible", session_id=session.id, reason=BOT_GONE)
+            return
         user_id = parse_user_id(str(job.params["user_id"]))
-        await self.rooms.kick(RoomID(session.room_id), user_id, str(job.params.get("reason", "")))
+        room_id = RoomID(session.room_id)
+        await self.rooms.kick(room_id, user_id, str(job.params.get("reason", "")))
+        if job.params.get("demote") is True:
+            # The agent the ticket was taken from loses the agent's power level too.
+            await self.rooms.set_power_level(room_id, user_id, None)
         async with self.database.transaction() as db:
             store.audit.record(
                 db, self.clock(), "member.removed", session_id=session.id, user_id=user_id
@@ -203,17 +235,24 @@ class RoomJobs:
         session = await self.sessions.load(job.session_id)
         if session.state != SessionState.OPEN or session.room_id is None:
             return
+        if session.bot_left_at is not None:
+            return  # zero-knowledge mode: the bot is gone and can say nothing any more
         room_id = RoomID(session.room_id)
         kind = job.params.get("kind")
         lang = self._lang(session)
+        leaving = ""
+        if not self.sessions.settings.bot_stays:
+            leaving = "\n\n" + notices.bot_leaving(lang=lang)
         if kind == "rules":
             text = notices.rules(
                 session.ticket_ref, session.expires_at, session.subject, lang=lang
             )
+            text += leaving
         elif kind == "agent_welcome":
             text = notices.agent_welcome(
                 session.ticket_ref, session.subject, session.expires_at, lang=lang
             )
+            text += leaving
         elif kind == "status":
             members = [m for m in await self.rooms.members(room_id) if m != self.rooms.bot_user_id]
             text = notices.status(session.state, members, session.expires_at, lang=lang)
@@ -221,6 +260,11 @@ class RoomJobs:
             if job.params.get("expires_at") != session.expires_at.isoformat():
                 return  # extended since: a later warning is scheduled
             text = notices.expiry_warning(session.expires_at, lang=lang)
+        elif kind == "idle_warning":
+            deadline = self.sessions.idle_deadline(session)
+            if deadline is None or job.params.get("idle_until") != deadline.isoformat():
+                return  # someone spoke since: the room is not idle any more
+            text = notices.idle_warning(deadline, lang=lang)
         elif kind == "link":
             text = notices.invite_link(await self._new_link(session), lang=lang)
         else:
@@ -255,7 +299,13 @@ class RoomJobs:
                 # A room being created now would outlive its session: close it once it exists.
                 raise RoomNotReady("the room is still being created")
         else:
-            await self.wipe.run(job, session.id, RoomID(session.room_id), self._lang(session))
+            await self.wipe.run(
+                job,
+                session.id,
+                RoomID(session.room_id),
+                self._lang(session),
+                bot_in_room=session.bot_left_at is None,
+            )
         now = self.clock()
         async with self.database.transaction() as db:
             await self.sessions.closed(db, session, now)
@@ -266,3 +316,85 @@ class RoomJobs:
 
     async def expire(self, job: JobContext) -> None:
         await self.sessions.expire_if_due(job.session_id)
+
+    async def idle_check(self, job: JobContext) -> None:
+        await self.sessions.check_idle(job.session_id)
+
+    async def depart(self, job: JobContext) -> None:
+        """Zero-knowledge mode (`rooms.bot_stays: false`): leave the room once the agent and
+        the customer have joined and the welcome notices are out, so that the bot never gets
+        a key to what they share afterwards. Asked again at every join until it is done."""
+        session = await self.sessions.load(job.session_id)
+        if (
+            self.sessions.settings.bot_stays
+            or session.state != SessionState.OPEN
+            or session.room_id is None
+            or session.bot_left_at is not None
+        ):
+            return
+        room_id = RoomID(session.room_id)
+        bot = self.rooms.bot_user_id
+        try:
+            joined = await self.rooms.joined_members(room_id)
+        except MatrixRequestFailed as err:
+            if err.matrix_errcode != "M_FORBIDDEN":
+                raise
+            joined = []  # left already (a crash before it was recorded): record it now
+        if bot in joined:
+            customers = [user for user in joined if user not in (bot, session.agent_user_id)]
+            if session.agent_user_id not in joined or not customers:
+                return  # the next join asks again
+            async with self.database.transaction() as db:
+                # The homeserver may know of a join before the bot's sync does: each member's
+                # welcome (the rules) must be scheduled, then sent, before the bot goes.
+                for user in joined:
+                    if user != bot and not await handled(db, welcomed_key(session.id, user)):
+                        return  # the bot's sync has not seen this join: it asks again then
+                notices_waiting = await outstanding(db, session.id, Action.NOTICE, self.clock())
+            if notices_waiting:
+                raise RetryLater("the welcome notices are not sent yet")
+            await self.rooms.leave(room_id)
+        now = self.clock()
+        async with self.database.transaction() as db:
+            fresh = await store.sessions.get(db, session.id)
+            assert fresh is not None
+            fresh.bot_left_at = now
+            # The bot sees no message from now on: the idle timeout counts from here.
+            fresh.last_activity_at = now
+            fresh.updated_at = now
+            store.audit.record(
+                db,
+                now,
+                "room.bot_left",
+                session_id=session.id,
+                actor=bot,
+                reason="rooms.bot_stays: false (zero-knowledge mode)",
+                members=len(joined) - 1,
+            )
+        log.info("room.bot_left", session_id=session.id, room_id=room_id)
+
+    async def purge_room(self, job: JobContext) -> None:
+        """`sessions wipe` of a closed session whose room was not purged at its close (for
+        example closed before the admin token was configured)."""
+        session = await self.sessions.load(job.session_id)
+        if session.state != SessionState.CLOSED or session.room_id is None:
+            return
+        if session.purged_at is not None:
+            return
+        purger = self.wipe.purger
+        if purger is None:
+            raise PermanentJobError(PURGE_SKIPPED)
+        await purger.purge(RoomID(session.room_id))
+        now = self.clock()
+        async with self.database.transaction() as db:
+            await store.sessions.mark_purged(db, session.id, now)
+            store.audit.record(
+                db,
+                now,
+                "room.purged",
+                session_id=session.id,
+                actor=str(job.params.get("actor", "sealroom")),
+                room_id=session.room_id,
+                after_close=True,
+            )
+        log.info("room.purged", session_id=session.id, room_id=session.room_id)

@@ -16,11 +16,12 @@ import re
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import store.audit
 import store.sessions
-from bridge.errors import PayloadInvalid, SessionClosed, SessionUnknown
+from bridge.errors import PayloadInvalid, PurgeUnavailable, SessionClosed, SessionUnknown
 from bridge.sessions import LIVE, SessionService, SessionState
 from store import AuditEvent, Database, SecureSession
 
@@ -48,6 +49,9 @@ class SessionSummary:
     expires_at: datetime
     closed_at: datetime | None
     close_reason: str | None
+    # Zero-knowledge mode: when the bot left the room; when the room was purged.
+    bot_left_at: datetime | None
+    purged_at: datetime | None
 
     def as_json(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -95,6 +99,34 @@ class Page:
         }
 
 
+class WipeOutcome(StrEnum):
+    """What `SessionQueries.wipe` did."""
+
+    CLOSING = "closing"  # it was live: closing it wipes the room (the whole wipe)
+    ALREADY_CLOSING = "already_closing"  # its wipe is under way
+    PURGING = "purging"  # closed earlier, not purged: the room is being purged now
+    ALREADY_WIPED = "already_wiped"  # closed and purged: nothing left to do
+    NO_ROOM = "no_room"  # closed before its room was made: nothing to wipe
+
+
+@dataclass(frozen=True)
+class Wiped:
+    outcome: WipeOutcome
+    session: SessionDetail
+
+    @property
+    def under_way(self) -> bool:
+        """Whether the running service still has work to do (202) or nothing is left (200)."""
+        return self.outcome in (
+            WipeOutcome.CLOSING,
+            WipeOutcome.ALREADY_CLOSING,
+            WipeOutcome.PURGING,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {"outcome": self.outcome.value, "session": self.session.as_json()}
+
+
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     return {
         key: value.isoformat() if isinstance(value, datetime) else value
@@ -116,6 +148,8 @@ def _summary(session: SecureSession) -> SessionSummary:
         expires_at=session.expires_at,
         closed_at=session.closed_at,
         close_reason=session.close_reason,
+        bot_left_at=session.bot_left_at,
+        purged_at=session.purged_at,
     )
 
 
@@ -175,9 +209,13 @@ def check_filters(state: str | None, integration: str | None, limit: int) -> Non
 
 
 class SessionQueries:
-    def __init__(self, database: Database, sessions: SessionService) -> None:
+    def __init__(
+        self, database: Database, sessions: SessionService, *, can_purge: bool = False
+    ) -> None:
+        """`can_purge`: a homeserver admin token is configured (`wipe` of a closed room)."""
         self.database = database
         self.sessions = sessions
+        self.can_purge = can_purge
 
     async def list(
         self,
@@ -237,3 +275,31 @@ class SessionQueries:
             )
         await self.sessions.close(session_id, ADMIN_REASON, actor)
         return await self.show(session_id)
+
+    async def wipe(self, session_id: str, actor: str) -> Wiped:
+        """Wipe a session's room, whatever its state; asking twice does no harm. A live
+        session is closed (its close is the whole wipe); the room of one closed without a
+        purge (before an admin token was configured, say) is purged by the running service.
+
+        Raises:
+            SessionUnknown: no such session.
+            PurgeUnavailable: its room needs a purge and no admin token is configured.
+        """
+        detail = await self.show(session_id)
+        summary = detail.summary
+        if summary.state in LIVE:
+            try:
+                await self.sessions.close(session_id, ADMIN_REASON, actor)
+            except SessionClosed:
+                pass  # closed concurrently: its wipe is under way
+            return Wiped(WipeOutcome.CLOSING, await self.show(session_id))
+        if summary.state == SessionState.CLOSING:
+            return Wiped(WipeOutcome.ALREADY_CLOSING, detail)
+        if summary.room_id is None:
+            return Wiped(WipeOutcome.NO_ROOM, detail)
+        if summary.purged_at is not None:
+            return Wiped(WipeOutcome.ALREADY_WIPED, detail)
+        if not self.can_purge:
+            raise PurgeUnavailable()
+        await self.sessions.schedule_purge(session_id, actor)
+        return Wiped(WipeOutcome.PURGING, await self.show(session_id))

@@ -18,7 +18,7 @@ import store.audit
 import store.invites
 import store.sessions
 from bridge.errors import AgentUnknown, SessionClosed, TicketUnknown
-from bridge.jobs import Action, schedule
+from bridge.jobs import Action, outstanding, schedule
 from bridge.ticket_notes import Milestone, TicketUpdates, schedule_milestone
 from store import Database, SecureSession, Transaction
 
@@ -77,6 +77,17 @@ class Settings:
 
     def notice_language(self, integration: str) -> str:
         return self.notice_languages.get(integration, "en")
+
+    # Per integration: its own session lifetime (before `session_lifetime`).
+    integration_lifetimes: Mapping[str, timedelta] = field(default_factory=dict)
+    # False: zero-knowledge mode; the bot leaves once the customer and the agent have joined.
+    bot_stays: bool = True
+    # A room with no message for this long is closed; None: never.
+    idle_timeout: timedelta | None = None
+
+    def lifetime(self, integration: str) -> timedelta:
+        """How long a new session of `integration` stays open before it expires."""
+        return self.integration_lifetimes.get(integration, self.session_lifetime)
 
     def agent_user_id(self, agent: str, integration: str | None = None) -> str | None:
         """The Matrix account mapped to a helpdesk agent (case-insensitive), if any: the
@@ -173,7 +184,7 @@ class SessionService:
             state=SessionState.PENDING,
             created_at=now,
             updated_at=now,
-            expires_at=now + self.settings.session_lifetime,
+            expires_at=now + self.settings.lifetime(integration),
         )
         db.add(session)
         await db.flush()
@@ -203,7 +214,11 @@ class SessionService:
                 Action.REMOVE_MEMBER,
                 now,
                 session_id=session.id,
-                params={"user_id": previous, "reason": "The ticket was handed to another agent."},
+                params={
+                    "user_id": previous,
+                    "reason": "The ticket was handed to another agent.",
+                    "demote": True,
+                },
             )
         session.agent_ref = agent
         session.agent_user_id = user_id
@@ -276,6 +291,12 @@ class SessionService:
         if session.state == SessionState.PENDING and await self._move(
             db, session, SessionState.OPEN, now
         ):
+            # The idle clock starts with the room.
+            session.last_activity_at = now
+            timeout = self.settings.idle_timeout
+            if timeout is not None:
+                next_check = self._next_idle_check(now + timeout, now)
+                await self._schedule_idle_check(db, session.id, now, next_check)
             await schedule_milestone(
                 db, self.settings.ticket_updates, session, Milestone.ROOM_READY, now
             )
@@ -296,6 +317,76 @@ class SessionService:
             await self.close(session.id, "expired", "sealroom")
         except SessionClosed:
             return
+
+    def idle_deadline(self, session: SecureSession) -> datetime | None:
+        """When the session closes for want of messages; None when the idle timeout is off."""
+        if self.settings.idle_timeout is None:
+            return None
+        return (session.last_activity_at or session.created_at) + self.settings.idle_timeout
+
+    async def check_idle(self, session_id: str | None) -> None:
+        """Close an open session whose room was quiet for `idle_timeout`; warn the room
+        `expiry_warning` before; otherwise look again when the warning or the deadline is due.
+
+        Each check schedules the next one, so one chain of checks runs per session; a message
+        in the room moves the deadline, and the check that comes finds it not yet due.
+        """
+        session = await self.load(session_id)
+        deadline = self.idle_deadline(session)
+        if deadline is None or session.state != SessionState.OPEN:
+            return
+        now = self.clock()
+        if deadline <= now:
+            try:
+                await self.close(session.id, "idle", "sealroom")
+            except SessionClosed:
+                pass
+            return
+        next_check = self._next_idle_check(deadline, now)
+        async with self.database.transaction() as db:
+            if next_check == deadline and self.settings.expiry_warning:
+                await schedule(
+                    db,
+                    Action.NOTICE,
+                    now,
+                    session_id=session.id,
+                    params={"kind": "idle_warning", "idle_until": deadline.isoformat()},
+                    dedupe_key=f"idle-warning:{session.id}:{deadline.isoformat()}",
+                )
+            await self._schedule_idle_check(db, session.id, now, next_check)
+        self.wake_jobs()
+
+    def _next_idle_check(self, deadline: datetime, now: datetime) -> datetime:
+        """When the room is to be warned, while that is ahead; else the deadline itself."""
+        warning = self.settings.expiry_warning
+        if warning and deadline - warning > now:
+            return deadline - warning
+        return deadline
+
+    async def _schedule_idle_check(
+        self, db: Transaction, session_id: str, now: datetime, at: datetime
+    ) -> None:
+        await schedule(
+            db,
+            Action.IDLE_CHECK,
+            now,
+            session_id=session_id,
+            run_after=at,
+            dedupe_key=f"idle:{session_id}:{at.isoformat()}",
+        )
+
+    async def schedule_purge(self, session_id: str, actor: str) -> None:
+        """Purge a closed session's room from the homeserver (`sessions wipe`): a durable
+        job for the running service; asking again while one is on its way adds none."""
+        now = self.clock()
+        async with self.database.transaction() as db:
+            if await outstanding(db, session_id, Action.PURGE_ROOM, now):
+                return
+            await schedule(
+                db, Action.PURGE_ROOM, now, session_id=session_id, params={"actor": actor}
+            )
+            store.audit.record(db, now, "room.purge_requested", session_id=session_id, actor=actor)
+        self.wake_jobs()
 
     async def schedule_expiry(
         self, db: Transaction, session: SecureSession, now: datetime

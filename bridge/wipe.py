@@ -12,6 +12,12 @@ In order, inside the one `close_room` job of the session (deduplicated, so never
 5. the files uploaded to the room deleted (`media.deleted`; `media.delete_skipped` without
    an admin token).
 
+When the bot is not in the room (zero-knowledge mode: it left on purpose, `rooms.bot_stays:
+false`; or it was removed), it can neither redact nor remove anyone: the wipe is purge-only,
+steps 1-3 are skipped and `room.wipe_started` says so (`purge_only`). It cannot know the files
+uploaded after it left either (`media.delete_skipped`). Without an admin token such a room
+cannot be wiped at all, and the trail says that instead of retrying for ever.
+
 Progress is a checkpoint (`JobContext.save_checkpoint`) saved after every redaction, so a re-run
 after a crash or an outage resumes where the last one stopped. The media of a page are saved
 before its events are redacted (a redacted event no longer names its file). "Already done" is
@@ -30,6 +36,7 @@ from typing import Any, TypeVar
 import structlog
 
 import store.audit
+import store.sessions
 from bridge import notices
 from bridge.errors import MatrixRequestFailed
 from bridge.ids import RoomID
@@ -58,6 +65,16 @@ PURGE_SKIPPED = (
     "homeserver.admin_token is not configured: the homeserver keeps the redacted events "
     "(without their content) and the uploaded files"
 )
+NOT_WIPED = (
+    "homeserver.admin_token is not configured and the bot is not in the room: nothing could "
+    "be wiped; the homeserver keeps the room, its encrypted events and its files"
+)
+FILES_UNKNOWN = (
+    "the bot was not in the room, so it does not know which files were uploaded; the "
+    "homeserver keeps them until its media retention removes them"
+)
+BOT_LEFT = "the bot left the room on purpose (rooms.bot_stays: false)"
+BOT_NOT_IN_ROOM = "the bot is not in the room any more"
 
 
 def wipeable(event: RoomEvent) -> bool:
@@ -92,10 +109,19 @@ class RoomWipe:
         self.sleep = sleep
 
     async def run(
-        self, job: JobContext, session_id: str, room_id: RoomID, lang: str = "en"
+        self,
+        job: JobContext,
+        session_id: str,
+        room_id: RoomID,
+        lang: str = "en",
+        *,
+        bot_in_room: bool = True,
     ) -> None:
-        """`lang`: the language of the closing notice (the integration's)."""
+        """`lang`: the language of the closing notice (the integration's). `bot_in_room` False:
+        the bot left on purpose (zero-knowledge mode): purge only."""
         checkpoint: dict[str, Any] = dict(job.checkpoint)
+        if checkpoint.get("step") is None and not bot_in_room:
+            await self._purge_only(job, checkpoint, session_id, room_id, BOT_LEFT)
 
         async def start(
             job: JobContext, checkpoint: dict[str, Any], session_id: str, room_id: RoomID
@@ -155,6 +181,10 @@ class RoomWipe:
         room_id: RoomID,
         lang: str,
     ) -> None:
+        if not await self._bot_is_member(room_id):
+            # Nothing it asks of the room would be allowed, and retrying cannot change that.
+            await self._purge_only(job, checkpoint, session_id, room_id, BOT_NOT_IN_ROOM)
+            return
         # Where the timeline ends now: the history is redacted backwards from here, and what
         # comes after (the closing notice, anything sent meanwhile) once everyone is removed.
         head = (
@@ -176,6 +206,42 @@ class RoomWipe:
             media=[],
         )
         await self._step_done(job, checkpoint, session_id, "room.wipe_started", room_id=room_id)
+
+    async def _bot_is_member(self, room_id: RoomID) -> bool:
+        """Synapse answers a former member's `/joined_members` with M_FORBIDDEN (and its
+        `/messages` with the history up to its leave, so that is no test)."""
+        try:
+            joined = await self._patiently(
+                "listing members", lambda: self.rooms.joined_members(room_id)
+            )
+        except MatrixRequestFailed as err:
+            if err.matrix_errcode != "M_FORBIDDEN":
+                raise
+            return False
+        return self.rooms.bot_user_id in joined
+
+    async def _purge_only(
+        self,
+        job: JobContext,
+        checkpoint: dict[str, Any],
+        session_id: str,
+        room_id: RoomID,
+        why: str,
+    ) -> None:
+        """Skip what only a member can do (notice, redactions, removals, leaving)."""
+        checkpoint.update(
+            step="purge", purge_only=True, redacted=0, late=0, undecryptable=[], media=[]
+        )
+        await self._step_done(
+            job,
+            checkpoint,
+            session_id,
+            "room.wipe_started",
+            room_id=room_id,
+            purge_only=True,
+            reason=f"{why}: nothing is redacted or removed by the bot; the room is purged "
+            "through the homeserver's admin API",
+        )
 
     async def _page(
         self,
@@ -280,17 +346,25 @@ class RoomWipe:
     ) -> None:
         checkpoint.update(step="media", media_deleted=0, media_foreign=0)
         if self.purger is None:
-            await self._step_done(
-                job, checkpoint, session_id, "room.purge_skipped", reason=PURGE_SKIPPED
-            )
+            reason = NOT_WIPED if checkpoint.get("purge_only") else PURGE_SKIPPED
+            await self._step_done(job, checkpoint, session_id, "room.purge_skipped", reason=reason)
         else:
             await self.purger.purge(room_id)
+            now = self.clock()
+            async with self.database.transaction() as db:
+                await store.sessions.mark_purged(db, session_id, now)
             await self._step_done(job, checkpoint, session_id, "room.purged", room_id=room_id)
 
     async def _delete_media(
         self, job: JobContext, checkpoint: dict[str, Any], session_id: str, room_id: RoomID
     ) -> None:
         media: list[str] = checkpoint["media"]
+        if checkpoint.get("purge_only"):
+            checkpoint["step"] = "done"
+            await self._step_done(
+                job, checkpoint, session_id, "media.delete_skipped", reason=FILES_UNKNOWN
+            )
+            return
         if self.purger is None:
             checkpoint["step"] = "done"
             if not media:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store import ledger
@@ -141,3 +141,19 @@ async def running(db: AsyncSession, session_id: str, action: str) -> bool:
 async def forget_params(db: AsyncSession, job_id: int, now: datetime) -> None:
     """Drop a job's parameters (a sealed secret it no longer needs)."""
     await db.execute(update(Job).where(Job.id == job_id).values(params={}, updated_at=now))
+
+
+async def outstanding(db: AsyncSession, session_id: str, action: str, now: datetime) -> bool:
+    """Whether a job of `action` for the session is running, due, or failed once and waiting
+    for its retry (one first scheduled for later does not count)."""
+    result = await db.execute(
+        select(Job.id).where(
+            Job.session_id == session_id,
+            Job.action == action,
+            or_(
+                Job.state == "running",
+                and_(Job.state == "pending", or_(Job.run_after <= now, Job.attempts > 0)),
+            ),
+        )
+    )
+    return result.first() is not None

@@ -26,3 +26,8 @@ async def record(
     )
     result = await db.execute(statement)
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def recorded(db: AsyncSession, key: str) -> bool:
+    """Whether `key` was recorded."""
+    return await db.get(HandledKey, key) is not None

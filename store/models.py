@@ -74,6 +74,12 @@ class SecureSession(Base):
     updated_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
+    # The last message seen in the room (the idle timeout), written at most about once a minute.
+    last_activity_at: Mapped[datetime | None]
+    # When the bot left the room on purpose (zero-knowledge mode, rooms.bot_stays: false).
+    bot_left_at: Mapped[datetime | None]
+    # When the room was purged from the homeserver (Synapse's admin API).
+    purged_at: Mapped[datetime | None]
 
     __table_args__ = (
         # One live session per ticket; closed ones stay for the audit trail.

@@ -83,3 +83,29 @@ async def set_state(
         .values(**values)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def note_activity(
+    db: AsyncSession, room_id: str, now: datetime, *, unless_after: datetime
+) -> bool:
+    """Record a message in an open session's room, unless one was recorded after
+    `unless_after` already (one cheap UPDATE, no read); False when nothing changed."""
+    result = await db.execute(
+        update(SecureSession)
+        .where(
+            SecureSession.room_id == room_id,
+            SecureSession.state == "open",
+            or_(
+                SecureSession.last_activity_at.is_(None),
+                SecureSession.last_activity_at <= unless_after,
+            ),
+        )
+        .values(last_activity_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def mark_purged(db: AsyncSession, session_id: str, now: datetime) -> None:
+    await db.execute(
+        update(SecureSession).where(SecureSession.id == session_id).values(purged_at=now)
+    )

@@ -64,6 +64,8 @@ class IntegrationOptions(Section):
     outbound: OutboundOptions | None = None
     # The language of the bot's notices in this helpdesk's rooms (bridge/locale).
     language: str = DEFAULT_LANGUAGE
+    # How long this helpdesk's secure sessions stay open, in hours; None: rooms.lifetime_hours.
+    lifetime_hours: float | None = Field(default=None, gt=0, le=24 * 90)
 
     @field_validator("preset")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import structlog
+from nio import SyncResponse
 
 from bridge.matrix.client import BotClient, DeviceTrusted
 from bridge.room_events import ExcludedDevice, IdentityChange, RoomEventService, TrustFindings
@@ -18,6 +19,22 @@ class RoomEvents:
         bot.on_member_joined = self.member_joined
         bot.on_member_left = self.member_left
         bot.on_message = self.message
+        bot.on_sync(self.activity)
+
+    async def activity(self, response: SyncResponse) -> None:
+        """Every non-state event of a sync (decryptable or not) restarts its room's idle
+        clock; the domain writes it at most once a minute per room."""
+        for room_id, room in response.rooms.join.items():
+            senders = {
+                event.sender
+                for event in room.timeline.events
+                if "state_key" not in getattr(event, "source", {})
+            }
+            for sender in senders:
+                try:
+                    await self.room_events.message_seen(room_id, sender)
+                except Exception:
+                    log.exception("event.activity_failed", room_id=room_id)
 
     async def member_joined(self, room_id: str, user_id: str, event_id: str) -> None:
         try:

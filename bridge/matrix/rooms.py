@@ -7,6 +7,7 @@ No nio here: the client's typed calls and the encryption manager's send do the M
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import structlog
@@ -90,6 +91,8 @@ class MatrixRoomService:
         self.server_name = server_name
         self._default_room_version: str | None = None
         self._history = RoomHistory(bot)
+        # One per room whose power levels changed (a reassign): few, and small.
+        self._power_locks: dict[RoomID, asyncio.Lock] = {}
 
     @property
     def bot_user_id(self) -> UserID:
@@ -157,6 +160,32 @@ class MatrixRoomService:
             if membership in ("join", "invite"):
                 users.append(UserID(event["state_key"]))
         return users
+
+    async def joined_members(self, room_id: RoomID) -> list[UserID]:
+        response = await self.bot.request_json(
+            "listing joined members", "GET", ["rooms", room_id, "joined_members"]
+        )
+        joined = response.get("joined")
+        return [UserID(user) for user in joined] if isinstance(joined, dict) else []
+
+    async def set_power_level(self, room_id: RoomID, user_id: UserID, level: int | None) -> None:
+        """Read, change, write the room's power levels; one change at a time per room, or two
+        jobs (the new agent's invite, the old one's removal) would undo each other."""
+        lock = self._power_locks.setdefault(room_id, asyncio.Lock())
+        async with lock:
+            path = ["rooms", room_id, "state", "m.room.power_levels", ""]
+            content = await self.bot.request_json("reading the power levels", "GET", path)
+            users = content.get("users")
+            users = dict(users) if isinstance(users, dict) else {}
+            if users.get(user_id) == level or (level is None and user_id not in users):
+                return  # already so
+            if level is None:
+                users.pop(user_id)
+            else:
+                users[user_id] = level
+            await self.bot.request_json(
+                "setting a power level", "PUT", path, {**content, "users": users}
+            )
 
     async def kick(self, room_id: RoomID, user_id: UserID, reason: str) -> None:
         try:

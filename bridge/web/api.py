@@ -1,9 +1,10 @@
 """The session API for admins and helpdesk apps, and the OpenAPI document of every endpoint.
 
-`GET /api/v1/sessions`, `GET /api/v1/sessions/{session_id}` and
-`POST /api/v1/sessions/{session_id}/close` need `Authorization: Bearer <api.token>`, compared in
-constant time; without a token configured they answer 403 (`SEALROOM_API_DISABLED`), with a
-wrong or missing one 401. They hand out metadata only (`bridge.session_queries`).
+`GET /api/v1/sessions`, `GET /api/v1/sessions/{session_id}`,
+`POST /api/v1/sessions/{session_id}/close` and `POST /api/v1/sessions/{session_id}/wipe` need
+`Authorization: Bearer <api.token>`, compared in constant time; without a token configured
+they answer 403 (`SEALROOM_API_DISABLED`), with a wrong or missing one 401. They hand out
+metadata only (`bridge.session_queries`).
 `GET /api/v1/openapi.json` needs no token: it describes the service, not its data.
 """
 
@@ -90,6 +91,15 @@ async def close_session(request: web.Request) -> web.Response:
     queries = _authorized(request)
     detail = await queries.close(request.match_info["session_id"], API_ACTOR)
     return web.json_response(detail.as_json(), status=202)
+
+
+@routes.post("/api/v1/sessions/{session_id}/wipe")
+async def wipe_session(request: web.Request) -> web.Response:
+    """202: the running service wipes the room now (a close, or a purge of a room closed
+    earlier); 200: nothing is left to wipe. Asking again does no harm."""
+    queries = _authorized(request)
+    wiped = await queries.wipe(request.match_info["session_id"], API_ACTOR)
+    return web.json_response(wiped.as_json(), status=202 if wiped.under_way else 200)
 
 
 @routes.get("/api/v1/openapi.json")

@@ -23,6 +23,7 @@ from bridge.errors import (
     MatrixUserUnknown,
     PayloadInvalid,
     PayloadTooLarge,
+    PurgeUnavailable,
     RegistrationDisabled,
     RegistrationNotVerified,
     SealroomError,
@@ -32,7 +33,7 @@ from bridge.errors import (
     TicketUnknown,
     TooManyAttempts,
 )
-from bridge.session_queries import LIMIT_DEFAULT, LIMIT_MAX
+from bridge.session_queries import LIMIT_DEFAULT, LIMIT_MAX, WipeOutcome
 from bridge.sessions import SessionState
 from bridge.web.errors import RequestTimeout, status_for
 
@@ -72,6 +73,8 @@ _SUMMARY: dict[str, Schema] = {
     "expires_at": _TIME,
     "closed_at": _NULLABLE_TIME,
     "close_reason": _NULLABLE_STRING,
+    "bot_left_at": _NULLABLE_TIME,
+    "purged_at": _NULLABLE_TIME,
 }
 _DETAIL: dict[str, Schema] = {"agent_ref": {"type": "string"}, "room_alias": {"type": "string"}}
 
@@ -186,6 +189,15 @@ SCHEMAS: dict[str, Schema] = {
         *_SUMMARY,
         *_DETAIL,
         "audit",
+        closed=True,
+    ),
+    "SessionWipe": _object(
+        {
+            "outcome": {"enum": [outcome.value for outcome in WipeOutcome]},
+            "session": _ref("SessionDetail"),
+        },
+        "outcome",
+        "session",
         closed=True,
     ),
     "SessionPage": _object(
@@ -492,6 +504,27 @@ PATHS: dict[str, Schema] = {
             "responses": {
                 "202": _json(_ref("SessionDetail"), "The close is recorded; state: closing."),
                 **_errors(SessionUnknown, SessionClosed, *_API_ERRORS),
+            },
+        }
+    },
+    "/api/v1/sessions/{session_id}/wipe": {
+        "post": {
+            "summary": "Wipe a session's room: close a live session (the whole wipe), or purge "
+            "the room of one closed without a purge; asking again does no harm",
+            "tags": ["sessions"],
+            "security": _BEARER,
+            "parameters": [_SESSION_ID],
+            "responses": {
+                "200": _json(
+                    _ref("SessionWipe"),
+                    "Nothing left to wipe (outcome already_wiped or no_room).",
+                ),
+                "202": _json(
+                    _ref("SessionWipe"),
+                    "The running service wipes the room now (outcome closing, "
+                    "already_closing or purging).",
+                ),
+                **_errors(SessionUnknown, PurgeUnavailable, *_API_ERRORS),
             },
         }
     },

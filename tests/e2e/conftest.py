@@ -9,6 +9,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from bridge import logs
 from bridge.app import App
 from bridge.config import Config, parse
 from bridge.devtools.localsynapse import LocalSynapse, free_port
+from bridge.sessions import utcnow
 from tests.support.http_json import post_json, post_webhook
 from tests.support.matrix_users import MatrixUser
 from tests.support.service_config import fresh_agents, service_config, webhook_secret
@@ -38,6 +40,8 @@ class Sealroom:
     folder: Path
     log_stream: io.TextIOBase
     tokens: list[str] = field(default_factory=list)
+    # The time the service goes by (a test may move it: tests/e2e/test_lifecycle_clock.py).
+    clock: Callable[[], datetime] = utcnow
 
     @property
     def log_path(self) -> Path:
@@ -124,7 +128,7 @@ class Sealroom:
 
     async def restart(self) -> None:
         await self.app.stop()
-        self.app = App(self.config)
+        self.app = App(self.config, self.clock)
         await self.app.start()
         await self.wait_ready()
 
@@ -158,6 +162,7 @@ async def sealroom(
         database_url: str | None = None,
         admin_token: bool = False,
         jobs: dict[str, Any] | None = None,
+        clock: Callable[[], datetime] = utcnow,
         **sections: Any,
     ) -> Sealroom:
         folder = tmp_path_factory.mktemp("sealroom")
@@ -188,9 +193,11 @@ async def sealroom(
         )
         stream = open(folder / "sealroom.log", "a", encoding="utf-8")  # noqa: SIM115
         logs.configure("DEBUG", "json", stream=stream, secrets=[bot_password, secret])
-        app = App(config)
+        app = App(config, clock)
         await app.start()
-        service = Sealroom(config, app, f"http://127.0.0.1:{port}", secret, folder, stream)
+        service = Sealroom(
+            config, app, f"http://127.0.0.1:{port}", secret, folder, stream, clock=clock
+        )
         started.append(service)
         await service.wait_ready()
         return service

@@ -391,3 +391,45 @@ async def test_the_purger_treats_gone_as_done(synapse) -> None:
         f"{synapse.url}/_matrix/client/v1/media/download/{server}/{media_id}", token
     )
     assert status == 404
+
+
+async def test_the_api_purges_the_room_of_a_session_closed_before_the_admin_token_was_set(
+    sealroom: SealroomFactory, matrix_user: MatrixUserFactory, synapse
+) -> None:
+    """Closed without an admin token: redacted, but still on the homeserver. Once the token
+    is configured, POST /api/v1/sessions/{id}/wipe purges it; asking again does no harm."""
+    from pydantic import SecretStr
+
+    agent = await matrix_user("agent")
+    customer = await matrix_user("customer")
+    api_token = secrets.token_hex(32)
+    service = await sealroom(agents={"agent@example.com": agent.user_id}, api={"token": api_token})
+    session_id, room_id = await _room_with_members(service, agent, customer, "T-WIPE-LATE")
+    status, body = await service.webhook({"event": "close", "ticket": {"id": "T-WIPE-LATE"}})
+    assert status == 202, body
+    await _wait_closed(service, session_id)
+    admin = await synapse.admin_token()
+    room_url = f"{synapse.url}/_synapse/admin/v1/rooms/{quote(room_id, safe='')}"
+    assert (await _request(room_url, admin))[0] == 200  # still there: never purged
+    wipe_url = f"{service.url}/api/v1/sessions/{session_id}/wipe"
+    status, refused = await _request(wipe_url, api_token, "POST")
+    assert (status, refused["errcode"]) == (409, "SEALROOM_PURGE_UNAVAILABLE"), refused
+
+    homeserver = service.config.homeserver.model_copy(update={"admin_token": SecretStr(admin)})
+    service.config = service.config.model_copy(update={"homeserver": homeserver})
+    await service.restart()
+    status, purging = await _request(wipe_url, api_token, "POST")
+    assert (status, purging["outcome"]) == (202, "purging"), purging
+    deadline = time.monotonic() + 60
+    while (await service.session_row(session_id)).purged_at is None:
+        assert time.monotonic() < deadline, "the room was never purged"
+        await asyncio.sleep(0.2)
+    status, again = await _request(wipe_url, api_token, "POST")
+
+    assert (status, again["outcome"]) == (200, "already_wiped"), again
+    assert (await _request(room_url, admin))[0] == 404
+    trail = await _trail(service.app.database, session_id)
+    requested = [detail for action, detail in trail if action == "room.purge_requested"]
+    assert len(requested) == 1
+    purged = [detail for action, detail in trail if action == "room.purged"]
+    assert [p["after_close"] for p in purged] == [True]

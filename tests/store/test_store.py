@@ -76,11 +76,11 @@ async def add_invite(
 
 
 async def test_migrations_reach_head_and_are_idempotent(db: Database) -> None:
-    assert await store.migrate.current_revision(db) == "0004"
+    assert await store.migrate.current_revision(db) == "0005"
 
     await store.migrate.upgrade_to_head(db)  # a restart runs them again
 
-    assert await store.migrate.current_revision(db) == "0004"
+    assert await store.migrate.current_revision(db) == "0005"
     async with db.engine.connect() as conn:
         tables = set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
     assert tables >= TABLES | {"alembic_version"}
@@ -394,3 +394,56 @@ async def test_a_naive_datetime_is_refused(db: Database) -> None:
     with pytest.raises(StatementError, match="naive datetime"):
         await add_naive()
     assert await _job_states(db) == []
+
+
+async def _activity(db: Database, session_id: str) -> datetime | None:
+    async with db.transaction() as tx:
+        session = await store.sessions.get(tx, session_id)
+    assert session is not None
+    return session.last_activity_at
+
+
+async def test_note_activity_writes_an_open_rooms_activity_at_most_once_a_minute(
+    db: Database,
+) -> None:
+    """One guarded UPDATE, the same on SQLite and PostgreSQL (the idle timeout, #9)."""
+    session_id = await add_session(db, state="open")
+    closed_id = await add_session(db, ticket_ref="T-2", state="closed")
+    async with db.transaction() as tx:
+        for sid, room in ((session_id, "!open:example.org"), (closed_id, "!closed:example.org")):
+            session = await store.sessions.get(tx, sid)
+            assert session is not None
+            session.room_id = room
+    minute = timedelta(minutes=1)
+
+    async def note(room: str, at: datetime) -> bool:
+        async with db.transaction() as tx:
+            return await store.sessions.note_activity(tx, room, at, unless_after=at - minute)
+
+    first = await note("!open:example.org", NOW)
+    too_soon = await note("!open:example.org", NOW + timedelta(seconds=59))
+    after_a_minute = await note("!open:example.org", NOW + minute)
+    closed = await note("!closed:example.org", NOW)
+    unknown = await note("!nowhere:example.org", NOW)
+
+    assert (first, too_soon, after_a_minute, closed, unknown) == (True, False, True, False, False)
+    assert await _activity(db, session_id) == NOW + minute
+    assert await _activity(db, closed_id) is None
+
+
+async def test_outstanding_counts_due_running_and_retrying_jobs_not_later_ones(
+    db: Database,
+) -> None:
+    session_id = await add_session(db, state="open")
+    async with db.transaction() as tx:
+        await store.jobs.add(
+            tx, "notice", NOW, session_id=session_id, run_after=NOW + timedelta(hours=1)
+        )
+    async with db.transaction() as tx:
+        later_only = await store.jobs.outstanding(tx, session_id, "notice", NOW)
+        await store.jobs.add(tx, "notice", NOW, session_id=session_id)
+    async with db.transaction() as tx:
+        due = await store.jobs.outstanding(tx, session_id, "notice", NOW)
+        other_action = await store.jobs.outstanding(tx, session_id, "invite", NOW)
+
+    assert (later_only, due, other_action) == (False, True, False)

@@ -52,8 +52,14 @@ class ApiApp:
 
     @classmethod
     async def build(
-        cls, db_path: Path, *, api_token: str | None = API_TOKEN, serve_metrics: bool = True
+        cls,
+        db_path: Path,
+        *,
+        api_token: str | None = API_TOKEN,
+        serve_metrics: bool = True,
+        can_purge: bool = True,
     ) -> ApiApp:
+        """`can_purge` False: as if no homeserver.admin_token were configured."""
         database = Database(f"sqlite+aiosqlite:///{db_path}")
         await store.migrate.upgrade_to_head(database)
         clock = Clock()
@@ -84,7 +90,9 @@ class ApiApp:
             ),
             Readiness({"database": _ready}, {}),
             max_body_bytes=MAX_BODY,
-            session_api=session_api(SessionQueries(database, sessions), api_token),
+            session_api=session_api(
+                SessionQueries(database, sessions, can_purge=can_purge), api_token
+            ),
             serve_metrics=serve_metrics,
         )
         return cls(app, database, sessions, clock)

@@ -116,6 +116,9 @@ class RecordingRooms(_Recorder):
         self.timelines: dict[RoomID, list[FakeEvent]] = defaultdict(list)
         self.page_size = page_size
         self._event_ids = iter(range(1, 10**9))
+        # Who joined each room (`join`), and the power levels set since its creation.
+        self.joined: dict[RoomID, list[UserID]] = defaultdict(list)
+        self.power_levels: dict[RoomID, dict[UserID, int]] = defaultdict(dict)
 
     def post(
         self,
@@ -178,6 +181,28 @@ class RecordingRooms(_Recorder):
     async def members(self, room_id: RoomID) -> list[UserID]:
         self._record("members", room_id)
         return list(self.rooms.get(room_id, [self.bot_user_id]))
+
+    async def joined_members(self, room_id: RoomID) -> list[UserID]:
+        """The members who `join`ed (the bot from creation on), while still in the room."""
+        self._record("joined_members", room_id)
+        members = self.rooms.get(room_id, [])
+        joined = [self.bot_user_id, *self.joined[room_id]]
+        return [user for user in dict.fromkeys(joined) if user in members]
+
+    def join(self, room_id: RoomID | str, user_id: str) -> None:
+        """An invited member joins (a test's stand-in for their client)."""
+        members = self.rooms.setdefault(RoomID(room_id), [self.bot_user_id])
+        if UserID(user_id) not in members:
+            members.append(UserID(user_id))
+        self.joined[RoomID(room_id)].append(UserID(user_id))
+
+    async def set_power_level(self, room_id: RoomID, user_id: UserID, level: int | None) -> None:
+        self._record("set_power_level", room_id, user_id, level)
+        levels = self.power_levels[room_id]
+        if level is None:
+            levels.pop(user_id, None)
+        else:
+            levels[user_id] = level
 
     async def kick(self, room_id: RoomID, user_id: UserID, reason: str) -> None:
         self._record("kick", room_id, user_id, reason)

@@ -195,17 +195,73 @@ def test_wipe_closes_a_live_session_and_says_what_it_did(
     code, out, _ = sealroom(capsys, setup, "wipe", setup.ids[0], "--json")
     closing, closing_out, _ = sealroom(capsys, setup, "wipe", setup.ids[0])
     _set_state(setup, setup.ids[0], "closed")
-    closed, closed_out, closed_err = sealroom(capsys, setup, "wipe", setup.ids[0])
+    closed, closed_out, _ = sealroom(capsys, setup, "wipe", setup.ids[0])
 
     assert code == 0
     answer = json.loads(out)
     assert answer["outcome"] == "closing"
     assert answer["session"]["state"] == "closing"
     assert closing == 0
-    assert "already being closed; nothing to do" in closing_out
-    assert closed == 1
-    assert "already closed; nothing was done" in closed_out
-    assert "not available in this version" in closed_err
+    assert "already being closed; its room is being wiped" in closing_out
+    assert closed == 0
+    assert "closed before its room was made; nothing to wipe" in closed_out
+
+
+def _update(setup: Setup, session_id: str, **values: Any) -> None:
+    async def run() -> None:
+        database = Database(f"sqlite+aiosqlite:///{setup.db_path}")
+        try:
+            async with database.transaction() as db:
+                session = await store.sessions.get(db, session_id)
+                assert session is not None
+                for key, value in values.items():
+                    setattr(session, key, value)
+        finally:
+            await database.close()
+
+    asyncio.run(run())
+
+
+def _with_admin_token(setup: Setup) -> None:
+    raw = yaml.safe_load(setup.config.read_text())
+    raw["homeserver"]["admin_token"] = "syt_an-admin-token-for-the-tests"
+    setup.config.write_text(yaml.safe_dump(raw))
+
+
+def test_wipe_of_a_closed_unpurged_room_needs_an_admin_token(
+    capsys: pytest.CaptureFixture[str], setup: Setup
+) -> None:
+    _set_state(setup, setup.ids[1], "closed")
+    _update(setup, setup.ids[1], room_id="!closed-unpurged:example.org")
+
+    code, out, err = sealroom(capsys, setup, "wipe", setup.ids[1])
+
+    assert code == cli.EXIT_FAILED
+    assert out == ""
+    assert "homeserver.admin_token" in err
+    assert _query(setup, Job, Job.action == "purge_room") == []
+
+
+def test_wipe_of_a_closed_room_schedules_one_purge_and_is_idempotent(
+    capsys: pytest.CaptureFixture[str], setup: Setup
+) -> None:
+    _with_admin_token(setup)
+    _set_state(setup, setup.ids[1], "closed")
+    _update(setup, setup.ids[1], room_id="!closed-unpurged:example.org")
+
+    code, out, _ = sealroom(capsys, setup, "wipe", setup.ids[1], "--json")
+    again, again_out, _ = sealroom(capsys, setup, "wipe", setup.ids[1])
+    _update(setup, setup.ids[1], purged_at=START)
+    done, done_out, _ = sealroom(capsys, setup, "wipe", setup.ids[1], "--json")
+
+    assert (code, again, done) == (0, 0, 0)
+    assert json.loads(out)["outcome"] == "purging"
+    assert "purges its room from the homeserver" in again_out
+    jobs = _query(setup, Job, Job.session_id == setup.ids[1], Job.action == "purge_room")
+    assert [(job.state, job.params) for job in jobs] == [("pending", {"actor": "cli"})]
+    answer = json.loads(done_out)
+    assert answer["outcome"] == "already_wiped"
+    assert answer["session"]["purged_at"] == START.isoformat()
 
 
 @pytest.mark.parametrize(

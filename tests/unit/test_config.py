@@ -10,6 +10,7 @@ import copy
 import re
 import types
 import typing
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -699,3 +700,80 @@ def test_outbound_credentials_are_redacted_from_logs(tmp_path: Path) -> None:
     outbound = config.integrations["helpdesk"].outbound
     assert outbound is not None
     assert outbound.hosts == {"zammad.example.com"}
+
+
+# -- rooms: zero-knowledge mode, idle timeout; per-integration lifetime (#9) --------------------
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key_path", "hint"),
+    [
+        pytest.param(
+            _set("rooms.idle_hours", 0), "rooms.idle_hours", "greater than 0", id="idle0"
+        ),
+        pytest.param(
+            _set("rooms.idle_hours", "soon"), "rooms.idle_hours", "number", id="idle-nan"
+        ),
+        pytest.param(_set("rooms.bot_stays", "maybe"), "rooms.bot_stays", "bool", id="stays"),
+        pytest.param(
+            _set("integrations.helpdesk.lifetime_hours", -1),
+            "integrations.helpdesk.lifetime_hours",
+            "greater than 0",
+            id="integration-lifetime",
+        ),
+        pytest.param(
+            _set("integrations.helpdesk.lifetime_hours", 24 * 365),
+            "integrations.helpdesk.lifetime_hours",
+            "2160",
+            id="integration-lifetime-too-long",
+        ),
+    ],
+)
+def test_lifecycle_options_are_checked_with_their_key_path(
+    tmp_path: Path, mutate: Any, key_path: str, hint: str
+) -> None:
+    raw = minimal()
+    mutate(raw)
+
+    assert hint.lower() in problem_at(problems_of(tmp_path, raw), key_path).lower()
+
+
+def test_zero_knowledge_mode_is_refused_without_an_admin_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = minimal()  # no homeserver.admin_token
+    raw["rooms"] = {"bot_stays": False}
+
+    problem = problem_at(problems_of(tmp_path, raw), "rooms.bot_stays")
+    code = cli.main(["check-config", "-c", str(write(tmp_path, raw))])
+
+    assert "homeserver.admin_token" in problem
+    assert code == 2
+    assert "rooms.bot_stays: false" in capsys.readouterr().err
+
+
+def test_zero_knowledge_mode_idle_timeout_and_integration_lifetime_load(tmp_path: Path) -> None:
+    from bridge.app import domain_settings
+
+    raw = minimal()
+    raw["homeserver"]["admin_token"] = "syt_an-admin-token-for-the-tests"
+    raw["rooms"] = {"bot_stays": False, "idle_hours": 1.5, "lifetime_hours": 48}
+    raw["integrations"]["helpdesk"]["lifetime_hours"] = 4
+
+    config = load(write(tmp_path, raw))
+    settings = domain_settings(config)
+
+    assert (config.rooms.bot_stays, config.rooms.idle_hours) == (False, 1.5)
+    assert settings.bot_stays is False
+    assert settings.idle_timeout == timedelta(hours=1.5)
+    assert settings.lifetime("helpdesk") == timedelta(hours=4)
+    assert settings.lifetime("another") == timedelta(hours=48)
+
+
+def test_by_default_the_bot_stays_and_rooms_never_idle_out(tmp_path: Path) -> None:
+    from bridge.app import domain_settings
+
+    settings = domain_settings(load(write(tmp_path, minimal())))
+
+    assert (settings.bot_stays, settings.idle_timeout) == (True, None)
+    assert settings.lifetime("helpdesk") == timedelta(hours=72)

@@ -91,3 +91,37 @@ async def test_handing_the_ticket_to_another_agent_invites_them_and_removes_the_
     assert (await world.session(opened.session_id)).agent_user_id == OTHER_AGENT_ID
     [removed] = await world.audit("member.removed")
     assert removed.detail["user_id"] == AGENT_ID
+
+
+async def test_the_new_agent_gets_the_agent_power_level_and_the_old_one_loses_it(
+    database: Database,
+) -> None:
+    world = build_world(database)
+    _, room_id = await world.open_room()
+
+    await world.open_ticket("T-1", OTHER_AGENT)  # reassigned
+    await world.run_due()
+
+    levels = world.rooms.called("set_power_level")
+    assert (room_id, OTHER_AGENT_ID, 50) in levels
+    assert (room_id, AGENT_ID, None) in levels
+    assert world.rooms.power_levels[room_id] == {OTHER_AGENT_ID: 50}
+    # The old agent is out of the room before their level is taken back.
+    kicked_at = [n for n, (name, _) in enumerate(world.rooms.calls) if name == "kick"]
+    demoted_at = [
+        n
+        for n, (name, args) in enumerate(world.rooms.calls)
+        if name == "set_power_level" and args[2] is None
+    ]
+    assert kicked_at < demoted_at
+
+
+async def test_an_integration_can_have_its_own_session_lifetime(database: Database) -> None:
+    world = build_world(database, integration_lifetimes={"helpdesk": timedelta(hours=4)})
+
+    opened = await world.open_ticket()
+
+    session = await world.session(opened.session_id)
+    assert session.expires_at == session.created_at + timedelta(hours=4)
+    [expire] = await world.jobs(Action.EXPIRE)
+    assert expire.run_after == session.expires_at

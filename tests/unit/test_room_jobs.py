@@ -285,6 +285,7 @@ async def test_close_room_says_why_removes_everyone_but_the_bot_and_leaves(room:
     [notice_id] = [event.event_id for event in world.rooms.timelines[RoomID(room_id)][:1]]
     reason = "The secure session is closed."
     assert world.rooms.calls == [
+        ("joined_members", (room_id,)),  # the bot is still in the room: a full wipe
         ("history", (room_id, None, False)),  # where the timeline ends before the notice
         ("send_notice", (room_id, notices.closing("helpdesk"))),
         ("history", (room_id, "t0", False)),  # the history before it: none

@@ -14,6 +14,7 @@ from bridge import wipe
 from bridge.errors import HomeserverUnavailable, MatrixRequestFailed
 from bridge.ids import RoomID
 from bridge.jobs import Action, JobContext
+from bridge.ports import RoomEvent
 from store import Database
 from tests.support.domain import AGENT_ID, CUSTOMER_ID, OpenRoom, World, build_world
 from tests.support.fakes import FakeEvent, rate_limited
@@ -97,7 +98,7 @@ async def test_the_wipe_redacts_everything_then_removes_leaves_purges_and_delete
     # In order: the notice, the redactions, the removals, the closing notice redacted last
     # (the members could read it until they were removed), then the bot leaves.
     names = [name for name, _ in world.rooms.calls]
-    assert names[:2] == ["history", "send_notice"]
+    assert names[:3] == ["joined_members", "history", "send_notice"]
     first_kick = names.index("kick")
     assert names[:first_kick].count("redact") == len(wanted)
     assert names[first_kick:].count("redact") == 1
@@ -331,3 +332,11 @@ async def test_without_an_admin_token_the_purge_is_skipped_and_the_trail_says_so
     assert media.detail["count"] == 4
     assert actions.index("room.members_removed") < actions.index("room.purge_skipped")
     assert (await world.session(opened.session_id)).state == "closed"
+
+
+def test_an_event_the_bot_cannot_decrypt_is_still_redacted() -> None:
+    """A redaction needs no key: what the bot could not read is wiped like the rest (#9)."""
+    unreadable = RoomEvent("$x", "m.room.encrypted", CUSTOMER_ID, undecryptable=True)
+
+    assert wipe.wipeable(unreadable)
+    assert not wipe.wipeable(RoomEvent("$y", "m.room.encrypted", CUSTOMER_ID, redacted=True))

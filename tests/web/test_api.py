@@ -19,6 +19,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
+import store.sessions
 from bridge.helpdesk.kinds.standard_webhooks import sign
 from bridge.invites import hash_token
 from store import Invite, Job
@@ -70,6 +71,9 @@ class Api:
     async def close(self, session_id: str) -> ClientResponse:
         return await self.client.post(f"/api/v1/sessions/{session_id}/close", headers=AUTH)
 
+    async def wipe(self, session_id: str) -> ClientResponse:
+        return await self.client.post(f"/api/v1/sessions/{session_id}/wipe", headers=AUTH)
+
 
 MakeApi = Callable[..., Awaitable[Api]]
 
@@ -78,8 +82,10 @@ MakeApi = Callable[..., Awaitable[Api]]
 async def make_api(tmp_path: Path) -> AsyncIterator[MakeApi]:
     opened: list[tuple[TestClient[Any, Any], ApiApp]] = []
 
-    async def make(api_token: str | None = API_TOKEN) -> Api:
-        built = await ApiApp.build(tmp_path / f"sealroom-{len(opened)}.db", api_token=api_token)
+    async def make(api_token: str | None = API_TOKEN, can_purge: bool = True) -> Api:
+        built = await ApiApp.build(
+            tmp_path / f"sealroom-{len(opened)}.db", api_token=api_token, can_purge=can_purge
+        )
         client: TestClient[Any, Any] = TestClient(TestServer(built.app))
         await client.start_server()
         opened.append((client, built))
@@ -109,6 +115,7 @@ ENDPOINTS = [
     ("GET", "/api/v1/sessions"),
     ("GET", "/api/v1/sessions/00000000-0000-4000-8000-000000000000"),
     ("POST", "/api/v1/sessions/00000000-0000-4000-8000-000000000000/close"),
+    ("POST", "/api/v1/sessions/00000000-0000-4000-8000-000000000000/wipe"),
 ]
 
 
@@ -183,6 +190,8 @@ async def test_list_is_newest_first_and_filters_by_state_and_integration(api: Ap
         "expires_at": first["session_expires_at"],
         "closed_at": None,
         "close_reason": None,
+        "bot_left_at": None,
+        "purged_at": None,
     }
 
 
@@ -284,6 +293,61 @@ async def test_close_records_it_schedules_the_room_close_and_a_second_close_is_4
     assert "closing" in body["error"]
 
 
+async def _closed_with_room(api: Api, ticket_ref: str) -> str:
+    """A session closed without a purge (as before an admin token was configured)."""
+    session_id = str((await api.open(ticket_ref))["session_id"])
+    now = api.built.clock()
+    async with api.built.database.transaction() as db:
+        session = await store.sessions.get(db, session_id)
+        assert session is not None
+        session.room_id = f"!room-{ticket_ref}:example.org"
+        session.state = "closed"
+        session.closed_at = now
+    return session_id
+
+
+async def test_wipe_closes_a_live_session_and_purges_a_closed_one_once(api: Api) -> None:
+    live = (await api.open("T-1"))["session_id"]
+    closed = await _closed_with_room(api, "T-2")
+
+    closing = await api.wipe(live)
+    still_closing = await api.wipe(live)
+    purging = await api.wipe(closed)
+    purging_again = await api.wipe(closed)
+    async with api.built.database.transaction() as db:
+        query = select(Job).where(Job.session_id == closed, Job.action == "purge_room")
+        jobs = list((await db.execute(query)).scalars())
+        session = await store.sessions.get(db, closed)
+        assert session is not None
+        session.purged_at = api.built.clock()
+    wiped = await api.wipe(closed)
+
+    assert closing.status == 202, await closing.text()
+    body = await closing.json()
+    assert (body["outcome"], body["session"]["state"]) == ("closing", "closing")
+    assert still_closing.status == 202
+    assert (await still_closing.json())["outcome"] == "already_closing"
+    assert (purging.status, (await purging.json())["outcome"]) == (202, "purging")
+    assert (await purging_again.json())["outcome"] == "purging"
+    assert [(job.action, job.params) for job in jobs] == [("purge_room", {"actor": "api"})]
+    assert wiped.status == 200
+    assert (await wiped.json())["outcome"] == "already_wiped"
+
+
+async def test_wipe_of_a_closed_room_without_an_admin_token_is_409_saying_what_to_set(
+    make_api: MakeApi,
+) -> None:
+    api = await make_api(can_purge=False)
+    closed = await _closed_with_room(api, "T-1")
+
+    body = await error_of(await api.wipe(closed), 409, "SEALROOM_PURGE_UNAVAILABLE")
+
+    assert "homeserver.admin_token" in body["error"]
+    async with api.built.database.transaction() as db:
+        jobs = (await db.execute(select(Job.action).where(Job.session_id == closed))).all()
+    assert ("purge_room",) not in jobs
+
+
 async def test_the_openapi_document_needs_no_token(api: Api) -> None:
     response = await api.client.get("/api/v1/openapi.json")
 
@@ -292,9 +356,9 @@ async def test_the_openapi_document_needs_no_token(api: Api) -> None:
 
 
 async def test_canary_secrets_never_appear_in_an_api_answer(api: Api) -> None:
-    """Plant a canary everywhere a webhook and a customer can put text, spend the invite, close:
-    no answer of the session API holds it, nor the invite token, its hash, the ticket's subject,
-    the webhook secret or the API token."""
+    """Plant a canary everywhere a webhook and a customer can put text, spend the invite, close
+    and wipe: no answer of the session API holds it, nor the invite token, its hash, the
+    ticket's subject, the webhook secret or the API token."""
     canary = f"sk_live_CANARY{secrets.token_hex(12)}"
     subject = f"subject-{canary}"
     opened = await api.open(
@@ -320,11 +384,12 @@ async def test_canary_secrets_never_appear_in_an_api_answer(api: Api) -> None:
         await api.close(session_id),
         await api.get(f"/api/v1/sessions/{session_id}"),
         await api.close(session_id),
+        await api.wipe(session_id),
         await api.client.get("/api/v1/openapi.json"),
     ]
 
     texts = [await answer.text() for answer in answers]
-    assert [answer.status for answer in answers] == [200, 200, 200, 202, 200, 409, 200]
+    assert [answer.status for answer in answers] == [200, 200, 200, 202, 200, 409, 202, 200]
     assert "@customer:example.net" in texts[2]  # the answers do say something
     for text in texts:
         for name, value in {
