@@ -68,13 +68,18 @@ def command_untrusted_device() -> str:
     )
 
 
-def invite_failed(user_id: str, link_usable: bool) -> str:
+def invite_failed(user_id: str, link_usable: bool, unreachable_server: str | None = None) -> str:
+    why = (
+        f"their homeserver {unreachable_server} did not answer"
+        if unreachable_server
+        else "their homeserver refused it"
+    )
     then = (
         "Their invite link works again: ask them to check the Matrix ID and try once more."
         if link_usable
         else "Send them a new link (a new open webhook for this ticket)."
     )
-    return f"The invitation of {user_id} failed: their homeserver refused it. {then}"
+    return f"The invitation of {user_id} failed: {why}. {then}"
 
 
 def device_excluded(user_id: str, device_id: str, reason: str) -> str:

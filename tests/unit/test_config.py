@@ -10,6 +10,7 @@ import copy
 import re
 import types
 import typing
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import yaml
 from pydantic import BaseModel, SecretStr
 
 from bridge import cli
+from bridge.app import domain_settings
 from bridge.config import Config, load
 from bridge.errors import ConfigError
 from bridge.helpdesk.kinds import kind_names
@@ -332,6 +334,18 @@ CASES = [
         _set("bot.user_id", "sealroom@example.org"), "bot.user_id", "@", id="bad-bot-user-id"
     ),
     pytest.param(_set("logging.level", "LOUD"), "logging.level", "DEBUG", id="bad-literal"),
+    pytest.param(
+        _set("rooms.first_notice_wait_seconds", 61),
+        "rooms.first_notice_wait_seconds",
+        "60",
+        id="first-notice-wait-too-long",
+    ),
+    pytest.param(
+        _set("invites.remote_server_patience_minutes", -1),
+        "invites.remote_server_patience_minutes",
+        "0",
+        id="remote-patience-negative",
+    ),
     pytest.param(_set("http", "everything"), "http", "dictionary", id="section-not-a-mapping"),
 ]
 
@@ -699,3 +713,15 @@ def test_outbound_credentials_are_redacted_from_logs(tmp_path: Path) -> None:
     outbound = config.integrations["helpdesk"].outbound
     assert outbound is not None
     assert outbound.hosts == {"zammad.example.com"}
+
+
+def test_the_first_notice_wait_and_remote_patience_reach_the_domain(tmp_path: Path) -> None:
+    raw = minimal()
+    raw["rooms"] = {"first_notice_wait_seconds": 1.5}
+    raw["invites"] = {"remote_server_patience_minutes": 2}
+    settings = domain_settings(load(write(tmp_path, raw)))
+    assert settings.first_notice_wait == timedelta(seconds=1.5)
+    assert settings.remote_invite_patience == timedelta(minutes=2)
+    defaults = domain_settings(load(write(tmp_path, minimal(), "defaults.yaml")))
+    assert defaults.first_notice_wait == timedelta(seconds=3)
+    assert defaults.remote_invite_patience == timedelta(minutes=10)
