@@ -17,16 +17,20 @@ from urllib.parse import quote
 
 import pytest_asyncio
 
-from bridge.devtools.localsynapse import LocalSynapse
-from tests.e2e.conftest import SealroomFactory
+from bridge.devtools.localsynapse import LocalSynapse, free_port
+from tests.e2e.conftest import Sealroom, SealroomFactory
 from tests.support import federation as federation_support
 from tests.support import jsclient
+from tests.support.fixtures import MatrixUserFactory
 from tests.support.jsclient import JsClient
+from tests.support.matrix_users import from_bot
+from tests.support.rows import audit_actions
 
 federation = federation_support.federation  # the fixture
 js_client = jsclient.js_client  # the fixture
 
 RUNS = 20
+OUTAGE_SECONDS = 20  # the customer's homeserver is down this long while they are invited
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -112,15 +116,17 @@ async def test_a_strict_customer_on_another_server_reads_the_first_notice_every_
     js_client: jsclient.JsClientFactory,
     federation: federation_support.Federation,
 ) -> None:
+    """Each run a new customer whose client has never seen the bot's device, as in real life;
+    each room is closed at the end of its run, which removes the remote customer."""
     agent = await js_client("agent")
     await agent.bootstrap()
     await agent.set_strict(True)
-    customer = await remote_customer(js_client, federation.remote)
     service = await sealroom(agents={"agent@example.com": agent.user_id}, admin_token=True)
     bot_id = service.config.bot.user_id
 
     results: list[dict[str, Any]] = []
     for run in range(RUNS):
+        customer = await remote_customer(js_client, federation.remote, f"customer{run}")
         await service.open_ticket(f"T-FED-{run}")
         room_id = await agent.wait_invite()
         await agent.join(room_id)
@@ -128,22 +134,142 @@ async def test_a_strict_customer_on_another_server_reads_the_first_notice_every_
         assert status == 200, answer
         assert await customer.wait_invite(room_id) == room_id
         await join_invited(customer, room_id)
-        first = await first_bot_message(customer, room_id, bot_id)
-        results.append(first)
-        print(f"run {run}: decrypted={first['decrypted']} {first.get('shield') or first}")
-        if run == RUNS - 1:
-            # The agent reads the customer; closing removes the remote customer.
+        results.append(await first_bot_message(customer, room_id, bot_id))
+
+        if run == RUNS - 1:  # the agent decrypts what the remote customer says
             await agent.wait_joined(room_id, customer.user_id)
             secret = f"remote-secret-{secrets.token_hex(4)}"
             await customer.send(room_id, secret)
             got = await agent.wait_message(room_id, sender=customer.user_id, contains=secret)
-            assert got["shield"]["colour"] == "NONE", got
-            status, body = await service.webhook(
-                {"event": "close", "ticket": {"id": f"T-FED-{run}"}}
-            )
-            assert status == 202, body
-            await wait_until_not_joined(federation.remote, customer.user_id, room_id)
+            assert got["body"] == secret
+        status, body = await service.webhook({"event": "close", "ticket": {"id": f"T-FED-{run}"}})
+        assert status == 202, body
+        await wait_until_not_joined(federation.remote, customer.user_id, room_id)
+        await customer.stop()
 
-    failed = [r for r in results if not r["decrypted"] or r["shield"]["colour"] != "NONE"]
-    assert failed == [], f"{len(failed)} of {RUNS} first notices unreadable or shielded: {failed}"
+    unreadable = [r for r in results if not r["decrypted"] or r["shield"]["colour"] != "NONE"]
+    assert unreadable == [], f"{len(unreadable)} of {RUNS} first notices unreadable: {unreadable}"
     assert all("only to share credentials" in r["body"] for r in results)
+
+
+def hold_jobs(service: Sealroom) -> asyncio.Event:
+    """Hold the service's jobs back until the returned event is set (then wake the runner)."""
+    gate = asyncio.Event()
+    runner = service.app.jobs
+    runner.pause_until(*runner._gates, gate)
+    return gate
+
+
+async def wait_for_audit(service: Sealroom, session_id: str, action: str) -> None:
+    deadline = time.monotonic() + 60
+    while action not in await audit_actions(service.app.database, session_id):
+        assert time.monotonic() < deadline, await audit_actions(service.app.database, session_id)
+        await asyncio.sleep(0.2)
+
+
+async def test_no_such_remote_user_or_a_server_that_does_not_answer_leaves_the_link_unspent(
+    sealroom: SealroomFactory,
+    js_client: jsclient.JsClientFactory,
+    federation: federation_support.Federation,
+) -> None:
+    service = await sealroom()
+    await service.open_ticket("T-FED-LOOKUP")
+    token = service.tokens[-1]
+    remote = federation.remote.server_name
+
+    status, body = await service.redeem(f"@no-such-customer:{remote}", token)
+    assert status == 400, body
+    assert body["errcode"] == "SEALROOM_MATRIX_USER_UNKNOWN"
+
+    silent = f"localhost:{free_port()}"  # nothing listens there
+    status, body = await service.redeem(f"@customer:{silent}", token)
+    assert status == 502, body
+    assert body["errcode"] == "SEALROOM_MATRIX_SERVER_UNREACHABLE"
+    assert silent in body["error"]
+    assert "link still works" in body["error"]
+    assert "SEALROOM_HOMESERVER_UNAVAILABLE" not in service.log_path.read_text(encoding="utf-8")
+
+    customer = await remote_customer(js_client, federation.remote)
+    status, body = await service.redeem(customer.user_id, token)  # the same link
+    assert status == 200, body
+    assert await customer.wait_invite() is not None
+
+
+async def test_an_invite_failing_after_the_link_was_spent_tells_the_agent_and_frees_the_link(
+    sealroom: SealroomFactory,
+    matrix_user: MatrixUserFactory,
+    js_client: jsclient.JsClientFactory,
+    federation: federation_support.Federation,
+) -> None:
+    """The customer's server answers the lookup, then goes down before the invitation: with
+    no patience left, the agent is told in the room (naming that server) and the link works."""
+    agent = await matrix_user("agent")
+    service = await sealroom(
+        agents={"agent@example.com": agent.user_id},
+        invites={"remote_server_patience_minutes": 0},
+    )
+    bot_id = service.config.bot.user_id
+    opened = await service.open_ticket("T-FED-GONE")
+    token = service.tokens[-1]
+    room_id = await agent.wait_for_invite()
+    await agent.join(room_id)
+    customer = await remote_customer(js_client, federation.remote)
+
+    gate = hold_jobs(service)
+    status, body = await service.redeem(customer.user_id, token)
+    assert status == 200, body
+    await federation.remote.stop()
+    try:
+        gate.set()
+        service.app.jobs.wake()
+        remote = federation.remote.server_name
+        await agent.wait_for_message(
+            room_id, from_bot(bot_id, f"their homeserver {remote} did not answer"), timeout=60
+        )
+        await wait_for_audit(service, opened["session_id"], "member.invite_failed")
+    finally:
+        await federation.remote.start()
+    log = service.log_path.read_text(encoding="utf-8")
+    assert f"the homeserver {remote} did not answer" in log
+    assert "SEALROOM_HOMESERVER_UNAVAILABLE" not in log
+
+    status, body = await service.redeem(customer.user_id, token)  # the link works again
+    assert status == 200, body
+    assert await customer.wait_invite(room_id, timeout=60) == room_id
+
+
+async def test_the_customers_server_down_during_the_invite_still_lets_them_in(
+    sealroom: SealroomFactory,
+    matrix_user: MatrixUserFactory,
+    js_client: jsclient.JsClientFactory,
+    federation: federation_support.Federation,
+) -> None:
+    agent = await matrix_user("agent")
+    service = await sealroom(agents={"agent@example.com": agent.user_id})
+    bot_id = service.config.bot.user_id
+    opened = await service.open_ticket("T-FED-OUTAGE")
+    room_id = await agent.wait_for_invite()
+    await agent.join(room_id)
+    customer = await remote_customer(js_client, federation.remote)
+
+    gate = hold_jobs(service)
+    status, body = await service.redeem(customer.user_id)
+    assert status == 200, body
+    await federation.remote.stop()
+    try:
+        gate.set()
+        service.app.jobs.wake()
+        await asyncio.sleep(OUTAGE_SECONDS)  # the invitation is tried, and fails, meanwhile
+    finally:
+        await federation.remote.start()
+    trail = await audit_actions(service.app.database, opened["session_id"])
+    assert "member.invited" not in trail, trail  # it really was down during the invite
+
+    assert await customer.wait_invite(room_id, timeout=60) == room_id
+    await join_invited(customer, room_id)
+    first = await first_bot_message(customer, room_id, bot_id)
+    assert first["decrypted"], first
+    assert "only to share credentials" in first["body"]
+    assert "member.invite_failed" not in await audit_actions(
+        service.app.database, opened["session_id"]
+    )
