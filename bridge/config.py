@@ -146,8 +146,8 @@ class RoomsConfig(_Section):
     # The agent is warned in the room this long before the session expires (0: no warning).
     expiry_warning_minutes: int = Field(default=60, ge=0, le=24 * 60)
     room_version: str | None = None
-    # The first notice to someone who just joined waits at most this long for their client to
-    # know the bot's device (bridge/welcome.py).
+    # The first notice to someone on another homeserver who just joined waits at most this long
+    # for their client to know the bot's device (bridge/welcome.py).
     first_notice_wait_seconds: float = Field(default=3, ge=0, le=60)
 
     _name = field_validator("name_template", "topic_template")(_check_template)

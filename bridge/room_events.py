@@ -182,11 +182,11 @@ class RoomEventService:
             is_agent = user_id == session.agent_user_id
             await schedule_welcome(
                 db,
+                self.sessions.settings,
                 session.id,
                 user_id,
                 "agent_welcome" if is_agent else "rules",
                 now,
-                self.sessions.settings.first_notice_wait,
             )
             if not is_agent:
                 await schedule_milestone(

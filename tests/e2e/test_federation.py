@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 import pytest_asyncio
 
 from bridge.devtools.localsynapse import LocalSynapse, free_port
@@ -111,6 +112,7 @@ async def wait_until_not_joined(
         await asyncio.sleep(0.2)
 
 
+@pytest.mark.timeout(900)  # 20 runs of about 15 s each on a busy two-core machine
 async def test_a_strict_customer_on_another_server_reads_the_first_notice_every_time(
     sealroom: SealroomFactory,
     js_client: jsclient.JsClientFactory,
@@ -125,8 +127,14 @@ async def test_a_strict_customer_on_another_server_reads_the_first_notice_every_
     bot_id = service.config.bot.user_id
 
     results: list[dict[str, Any]] = []
+    # The next customer logs in and sets up cross-signing while this run goes on.
+    upcoming = asyncio.create_task(remote_customer(js_client, federation.remote, "customer0"))
     for run in range(RUNS):
-        customer = await remote_customer(js_client, federation.remote, f"customer{run}")
+        customer = await upcoming
+        if run + 1 < RUNS:
+            upcoming = asyncio.create_task(
+                remote_customer(js_client, federation.remote, f"customer{run + 1}")
+            )
         await service.open_ticket(f"T-FED-{run}")
         room_id = await agent.wait_invite()
         await agent.join(room_id)

@@ -1,5 +1,6 @@
-"""bridge.welcome: the first notice to someone who just joined waits for their client to know
-the bot's device (their first message), or for at most `first_notice_wait`."""
+"""bridge.welcome: the first notice to someone on another homeserver who just joined waits for
+their client to know the bot's device (their first message), or for at most
+`first_notice_wait`."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import dataclasses
 from datetime import timedelta
 
 from bridge import notices
+from bridge.ids import UserID, server_of
 from bridge.jobs import Action, schedule
 from tests.support.domain import AGENT_ID, CUSTOMER_ID, OpenRoom, World
 
 WAIT = timedelta(seconds=3)
+REMOTE_AGENT = "@someone-else:example.com"  # not the session's agent: gets the rules
 
 
 def _waiting(world: World) -> None:
@@ -38,7 +41,7 @@ async def test_the_customers_first_message_lets_their_rules_go_at_once(room: Ope
     world, _, room_id = room
     _waiting(world)
     await world.room_events.member_joined(room_id, CUSTOMER_ID, "$join")
-    await world.room_events.member_joined(room_id, AGENT_ID, "$agent-join")
+    await world.room_events.member_joined(room_id, REMOTE_AGENT, "$agent-join")
     wakes = len(world.wakes)
 
     await world.room_events.member_spoke(room_id, CUSTOMER_ID)
@@ -46,7 +49,7 @@ async def test_the_customers_first_message_lets_their_rules_go_at_once(room: Ope
     assert len(world.wakes) == wakes + 1
     assert await world.run_due() == ["notice"]  # the customer's; the agent's still waits
     [waiting] = await world.jobs(Action.NOTICE)
-    assert waiting.params == {"kind": "agent_welcome", "user_id": AGENT_ID}
+    assert waiting.params == {"kind": "rules", "user_id": REMOTE_AGENT}
 
 
 async def test_a_message_releases_nothing_else(room: OpenRoom) -> None:
@@ -73,6 +76,17 @@ async def test_a_message_releases_nothing_else(room: OpenRoom) -> None:
     assert {job.id: job.run_after for job in await world.jobs(Action.NOTICE)} == before
     assert len(world.wakes) == wakes
     assert await world.run_due() == []
+
+
+async def test_members_on_our_own_homeserver_do_not_wait(room: OpenRoom) -> None:
+    world, _, room_id = room
+    _waiting(world)
+    assert server_of(UserID(AGENT_ID)) == world.sessions.settings.server_name
+    assert server_of(UserID(CUSTOMER_ID)) != world.sessions.settings.server_name
+
+    await world.room_events.member_joined(room_id, AGENT_ID, "$agent-join")
+
+    assert await world.run_due() == ["notice"]
 
 
 async def test_without_a_wait_the_rules_go_at_once(room: OpenRoom) -> None:
