@@ -18,6 +18,7 @@ from urllib.parse import quote
 import pytest
 import pytest_asyncio
 
+import store.audit
 from bridge.devtools.localsynapse import LocalSynapse, free_port
 from tests.e2e.conftest import Sealroom, SealroomFactory
 from tests.support import federation as federation_support
@@ -237,8 +238,13 @@ async def test_an_invite_failing_after_the_link_was_spent_tells_the_agent_and_fr
         await wait_for_audit(service, opened["session_id"], "member.invite_failed")
     finally:
         await federation.remote.start()
+    async with service.app.database.transaction() as db:
+        trail = await store.audit.for_session(db, opened["session_id"])
+    [failed] = [event for event in trail if event.action == "member.invite_failed"]
+    assert f"the homeserver {remote} did not answer" in failed.detail["error"]
+    assert failed.detail["link_usable"] is True
     log = service.log_path.read_text(encoding="utf-8")
-    assert f"the homeserver {remote} did not answer" in log
+    assert f'"unreachable_server": "{remote}"' in log
     assert "SEALROOM_HOMESERVER_UNAVAILABLE" not in log
 
     status, body = await service.redeem(customer.user_id, token)  # the link works again
