@@ -202,8 +202,9 @@ class RoomEventService:
         self.sessions.wake_jobs()
 
     async def member_spoke(self, room_id: str, user_id: str) -> None:
-        """A member's encrypted message reached the bot: their client knows the bot's device, so
-        a first notice waiting for that (bridge.welcome) may go now."""
+        """A member's message reached the bot: in these encrypted rooms their client encrypted it
+        for the bot's device, so it knows that device, and a first notice waiting for that
+        (bridge.welcome) may go now."""
         if user_id == self.bot_user_id:
             return
         async with self.database.transaction() as db:
