@@ -287,3 +287,34 @@ async def test_the_customers_server_down_during_the_invite_still_lets_them_in(
     assert "member.invite_failed" not in await audit_actions(
         service.app.database, opened["session_id"]
     )
+
+
+async def test_a_customer_who_speaks_first_gets_the_rules_at_once_and_reads_them(
+    sealroom: SealroomFactory,
+    matrix_user: MatrixUserFactory,
+    js_client: jsclient.JsClientFactory,
+    federation: federation_support.Federation,
+) -> None:
+    """Their message shows their client knows the bot's device: the rules, set to wait up to a
+    minute for that, go out then (long before the minute is up) and are readable."""
+    agent = await matrix_user("agent")
+    service = await sealroom(
+        agents={"agent@example.com": agent.user_id}, rooms={"first_notice_wait_seconds": 60}
+    )
+    bot_id = service.config.bot.user_id
+    await service.open_ticket("T-FED-FIRST-WORD")
+    room_id = await agent.wait_for_invite()
+    await agent.join(room_id)
+    customer = await remote_customer(js_client, federation.remote)
+    status, body = await service.redeem(customer.user_id)
+    assert status == 200, body
+    assert await customer.wait_invite(room_id) == room_id
+    await join_invited(customer, room_id)
+
+    await customer.send(room_id, "hello, here is the customer")
+    rules = await customer.wait_message(
+        room_id, sender=bot_id, contains="only to share credentials", timeout=30
+    )
+
+    assert rules["shield"]["colour"] == "NONE", rules
+    assert rules["undecryptable"] == 0, rules
