@@ -141,6 +141,15 @@ def write_self_signed_certificate(cert_path: Path, key_path: Path, days: int = 3
     _write_private(key_path, key_bytes.decode("ascii"))
 
 
+def _resources(listener: dict[str, Any]) -> list[str]:
+    """The resource names a listener of homeserver.yaml serves ("client", "federation")."""
+    return [
+        str(name)
+        for resource in listener.get("resources") or []
+        for name in resource.get("names") or []
+    ]
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write a file readable by its owner only: it holds a password and a token."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -202,8 +211,7 @@ class LocalSynapse:
         for listener in config.get("listeners") or []:
             if not isinstance(listener, dict) or not isinstance(listener.get("port"), int):
                 continue
-            names = [n for r in listener.get("resources") or [] for n in r.get("names") or []]
-            if resource in names:
+            if resource in _resources(listener):
                 return int(listener["port"])
         return None
 
@@ -317,11 +325,7 @@ class LocalSynapse:
         """An explicit port wins over the one saved in an existing config."""
         config = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
         listeners = config.get("listeners") or []
-        client = [
-            listener
-            for listener in listeners
-            if "client" in [n for r in listener.get("resources") or [] for n in r.get("names")]
-        ]
+        client = [listener for listener in listeners if "client" in _resources(listener)]
         if client and client[0].get("port") != self.port:
             client[0]["port"] = self.port
             self.config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
