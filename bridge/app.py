@@ -66,6 +66,8 @@ def domain_settings(config: Config) -> Settings:
         invite_lifetime=timedelta(hours=config.invites.lifetime_hours),
         session_lifetime=timedelta(hours=config.rooms.lifetime_hours),
         expiry_warning=timedelta(minutes=config.rooms.expiry_warning_minutes),
+        first_notice_wait=timedelta(seconds=config.rooms.first_notice_wait_seconds),
+        remote_invite_patience=timedelta(minutes=config.invites.remote_server_patience_minutes),
         name_template=config.rooms.name_template,
         topic_template=config.rooms.topic_template,
         room_version=config.rooms.room_version,
@@ -123,7 +125,11 @@ class App:
         self.e2ee = EncryptionManager(self.bot)
         self.rooms = MatrixRoomService(self.bot, self.e2ee, config.homeserver.server_name)
         self.identity = BotIdentity(self.bot, self.e2ee, config.bot.password_value())
-        self.admin = SynapseAdmin(config.homeserver.url, config.homeserver.admin_token_value())
+        self.admin = SynapseAdmin(
+            config.homeserver.url,
+            config.homeserver.admin_token_value(),
+            server_name=config.homeserver.server_name,
+        )
         self.identity_ready = asyncio.Event()
         # Set when this process printed the bot's new recovery key (its first start).
         self.recovery_key_shown = False

@@ -155,6 +155,9 @@ class RoomsConfig(_Section):
     bot_stays: bool = True
     # Close (and wipe) a room in which nothing was said for this many hours; None: never.
     idle_hours: float | None = Field(default=None, gt=0, le=24 * 90)
+    # The first notice to someone on another homeserver who just joined waits at most this long
+    # for their client to know the bot's device (bridge/welcome.py).
+    first_notice_wait_seconds: float = Field(default=3, ge=0, le=60)
 
     _name = field_validator("name_template", "topic_template")(_check_template)
 
@@ -167,6 +170,9 @@ class RegistrationConfig(_Section):
 
 class InvitesConfig(_Section):
     lifetime_hours: float = Field(default=24, gt=0, le=24 * 30)
+    # An invite to a user on another homeserver that does not answer is retried this long,
+    # then the agent is told and the customer's link works again.
+    remote_server_patience_minutes: float = Field(default=10, ge=0, le=24 * 60)
 
 
 class WebClientConfig(_Section):

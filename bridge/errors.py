@@ -97,6 +97,28 @@ class MatrixUserUnknown(SealroomError):
     )
 
 
+class MatrixServerUnreachable(SealroomError):
+    """The homeserver of a Matrix ID on another server did not answer ours (over federation).
+
+    Not `HomeserverUnavailable`: sealroom's own homeserver is fine, and the person who typed
+    the Matrix ID is the one who can act (check it, or try later).
+    """
+
+    errcode = "SEALROOM_MATRIX_SERVER_UNREACHABLE"
+
+    def __init__(self, server: str = "", what: str | None = None) -> None:
+        self.server = server
+        named = f"The homeserver {server} (from your Matrix ID)" if server else "Your homeserver"
+        if what is None:
+            message = (
+                f"{named} did not answer. Check the Matrix ID for typos, or try again in a few "
+                "minutes; your link still works."
+            )
+        else:
+            message = f"{what}: the homeserver {server} did not answer over federation"
+        super().__init__(message)
+
+
 class SessionClosed(SealroomError):
     errcode = "SEALROOM_SESSION_CLOSED"
     default_message = "This secure session is already closed."

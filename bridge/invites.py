@@ -15,7 +15,7 @@ import store.audit
 import store.invites
 import store.sessions
 from bridge.errors import InviteGone, MatrixUserUnknown
-from bridge.ids import RoomID, UserID, parse_user_id, server_of
+from bridge.ids import RoomID, UserID, parse_user_id
 from bridge.jobs import Action, schedule
 from bridge.ports import Accounts
 from bridge.sessions import SessionService, is_live
@@ -127,7 +127,8 @@ class InviteService:
         """Spend the invite for `user_id_text` and have the bot invite that account.
 
         Raises:
-            MatrixIdInvalid, MatrixUserUnknown, HomeserverUnavailable: before anything is spent.
+            MatrixIdInvalid, MatrixUserUnknown, MatrixServerUnreachable, HomeserverUnavailable:
+                before anything is spent.
             InviteGone: unknown, used, revoked or expired link.
         """
         user_id = parse_user_id(user_id_text)
@@ -137,9 +138,10 @@ class InviteService:
         return await self.consume(token, user_id, "invite.redeemed")
 
     async def _check_exists(self, user_id: UserID) -> None:
-        """Accounts on our own homeserver are checked before the link is spent (a typo must not
-        use it up); remote ones are invited and a failure is reported to the agent."""
-        if self.accounts is None or server_of(user_id) != self.sessions.settings.server_name:
+        """The account is looked up before the link is spent, on our homeserver or (over
+        federation) on another one: a typo or a server that does not answer must not use it
+        up. The customer is told, and the link still works."""
+        if self.accounts is None:
             return
         if not await self.accounts.exists(user_id):
             raise MatrixUserUnknown()

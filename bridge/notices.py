@@ -90,13 +90,21 @@ def command_untrusted_device(*, lang: str = "en") -> str:
     )
 
 
-def invite_failed(user_id: str, link_usable: bool, *, lang: str = "en") -> str:
+def invite_failed(
+    user_id: str, link_usable: bool, unreachable_server: str | None = None, *, lang: str = "en"
+) -> str:
+    """`unreachable_server`: the customer's homeserver, when it did not answer (not ours)."""
     _ = _translator(lang)
     then = (
         _("Their invite link works again: ask them to check the Matrix address and try once more.")
         if link_usable
         else _("Send them a new link (a new open webhook for this ticket).")
     )
+    if unreachable_server:
+        return _(
+            "The invitation of %(user)s failed: their Matrix server %(server)s did not answer. "
+            "%(then)s"
+        ) % {"user": user_id, "server": unreachable_server, "then": then}
     return _("The invitation of %(user)s failed: their Matrix server refused it. %(then)s") % {
         "user": user_id,
         "then": then,

@@ -127,7 +127,8 @@ class Accounts(Protocol):
     """Whether a Matrix account exists (the homeserver's profile lookup)."""
 
     async def exists(self, user_id: UserID) -> bool:
-        """Raises HomeserverUnavailable when the homeserver cannot tell right now."""
+        """Raises HomeserverUnavailable when our homeserver cannot tell right now, and
+        MatrixServerUnreachable when the user's (another) homeserver did not answer."""
         ...
 
 

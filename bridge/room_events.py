@@ -26,6 +26,7 @@ from bridge.jobs import Action, first_time, schedule, welcomed_key
 from bridge.room_jobs import schedule_notice
 from bridge.sessions import SessionService, SessionState
 from bridge.ticket_notes import Milestone, schedule_milestone
+from bridge.welcome import release_welcome, schedule_welcome
 from store import SecureSession, Transaction
 
 log = structlog.stdlib.get_logger(__name__)
@@ -181,14 +182,16 @@ class RoomEventService:
             session = await self._first_time_in_open_room(db, room_id, f"joined:{event_id}", now)
             if session is None:
                 return
-            # The customer gets the rules; the agent what to do next.
+            # The customer gets the rules; the agent what to do next; once their client knows
+            # the bot's device (bridge.welcome).
             is_agent = user_id == session.agent_user_id
-            await schedule(
+            await schedule_welcome(
                 db,
-                Action.NOTICE,
+                self.sessions.settings,
+                session.id,
+                user_id,
+                "agent_welcome" if is_agent else "rules",
                 now,
-                session_id=session.id,
-                params={"kind": "agent_welcome" if is_agent else "rules", "user_id": user_id},
             )
             if not is_agent:
                 await schedule_milestone(
@@ -228,6 +231,20 @@ class RoomEventService:
             await store.sessions.note_activity(
                 db, room_id, now, unless_after=now - ACTIVITY_INTERVAL
             )
+
+    async def member_spoke(self, room_id: str, user_id: str) -> None:
+        """A member's message reached the bot: in these encrypted rooms their client encrypted it
+        for the bot's device, so it knows that device, and a first notice waiting for that
+        (bridge.welcome) may go now."""
+        if user_id == self.bot_user_id:
+            return
+        async with self.database.transaction() as db:
+            session = await store.sessions.get_by_room(db, room_id)
+            if session is None or session.state != SessionState.OPEN:
+                return
+            released = await release_welcome(db, session.id, user_id, self.clock())
+        if released:
+            self.sessions.wake_jobs()
 
     async def member_left(self, room_id: str, user_id: str, event_id: str) -> None:
         """The agent is told when the customer (or anyone but the agent and the bot) leaves."""

@@ -7,14 +7,14 @@ success. This module registers its steps with the runner itself.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
 import store.audit
 import store.sessions
 from bridge import notices
-from bridge.errors import MatrixRequestFailed
+from bridge.errors import MatrixRequestFailed, MatrixServerUnreachable
 from bridge.ids import RoomID, UserID, parse_user_id
 from bridge.invites import InviteService
 from bridge.jobs import (
@@ -143,6 +143,13 @@ class RoomJobs:
         user_id = parse_user_id(str(job.params["user_id"]))
         try:
             await self.rooms.invite(RoomID(session.room_id), user_id)
+        except MatrixServerUnreachable as err:
+            # (#13) Their homeserver down for a while gets the invite once it is back; one that
+            # stays down must not keep the customer's link spent for hours.
+            if await self._out_of_patience(job):
+                await self.invite_gave_up(job, err.message, unreachable_server=err.server)
+                return
+            raise
         except MatrixRequestFailed as err:
             if err.matrix_errcode in TRANSIENT_ERRCODES:
                 raise
@@ -164,7 +171,19 @@ class RoomJobs:
             )
         log.info("member.invited", session_id=session.id, room_id=session.room_id)
 
-    async def invite_gave_up(self, job: JobContext, error: str) -> None:
+    async def _out_of_patience(self, job: JobContext) -> bool:
+        """Whether another homeserver has not answered our invites for longer than
+        `Settings.remote_invite_patience` (counted from this job's first such failure)."""
+        now = self.clock()
+        since = job.checkpoint.get("unreachable_since")
+        if not isinstance(since, str):
+            await job.save_checkpoint({**job.checkpoint, "unreachable_since": now.isoformat()})
+            return self.sessions.settings.remote_invite_patience <= timedelta(0)
+        return now - datetime.fromisoformat(since) >= self.sessions.settings.remote_invite_patience
+
+    async def invite_gave_up(
+        self, job: JobContext, error: str, unreachable_server: str | None = None
+    ) -> None:
         """Tell the agent in the room, record it, and make the customer's link work again."""
         user_id = str(job.params.get("user_id", ""))
         invite_id = job.params.get("invite_id")
@@ -199,10 +218,17 @@ class RoomJobs:
                     db,
                     session.id,
                     now,
-                    notices.invite_failed(user_id, released, lang=self._lang(session)),
+                    notices.invite_failed(
+                        user_id, released, unreachable_server, lang=self._lang(session)
+                    ),
                     dedupe_key=f"invite-failed:{job.job_id}",
                 )
-        log.warning("member.invite_failed", session_id=job.session_id, released=released)
+        log.warning(
+            "member.invite_failed",
+            session_id=job.session_id,
+            released=released,
+            unreachable_server=unreachable_server,
+        )
         self.sessions.wake_jobs()
 
     async def remove_member(self, job: JobContext) -> None:

@@ -66,6 +66,10 @@ class Settings:
     registration_token_lifetime: timedelta = timedelta(minutes=30)
     # How long before expiry the room is warned (zero: never).
     expiry_warning: timedelta = timedelta(0)
+    # How long the first notice to someone who just joined waits for their client (welcome.py).
+    first_notice_wait: timedelta = timedelta(0)
+    # How long an invite is retried while the invitee's (other) homeserver does not answer.
+    remote_invite_patience: timedelta = timedelta(minutes=10)
     # For links the bot hands the agent in the room (!link).
     public_base_url: str = ""
     # Per integration: that helpdesk's own agent ids -> Matrix IDs (before `agents`).

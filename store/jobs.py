@@ -114,6 +114,27 @@ async def make_due(db: AsyncSession, session_id: str, action: str, now: datetime
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def make_due_for(
+    db: AsyncSession, session_id: str, action: str, now: datetime, **params: Any
+) -> int:
+    """Run now those of a session's waiting jobs of one kind whose params include `params`
+    (JSON is compared here, not in SQL: SQLite and PostgreSQL query JSON differently, and a
+    session has a handful of jobs)."""
+    result = await db.execute(
+        select(Job).where(
+            Job.session_id == session_id, Job.action == action, Job.state == "pending"
+        )
+    )
+    ids = [
+        job.id
+        for job in result.scalars()
+        if all((job.params or {}).get(key) == value for key, value in params.items())
+    ]
+    if ids:
+        await db.execute(update(Job).where(Job.id.in_(ids)).values(run_after=now, updated_at=now))
+    return len(ids)
+
+
 async def save_checkpoint(
     db: AsyncSession, job_id: int, checkpoint: dict[str, Any], now: datetime
 ) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
 import secrets
@@ -25,6 +27,10 @@ from typing import Any
 
 import aiohttp
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 __all__ = ["LocalSynapse", "free_port"]
 
@@ -104,6 +110,46 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
 
 
+def write_self_signed_certificate(cert_path: Path, key_path: Path, days: int = 30) -> None:
+    """A certificate for "localhost" signed by its own key: the federation listener must speak
+    TLS, and the other test server is told not to verify it (`federation_verify_certificates`)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_bytes = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    _write_private(key_path, key_bytes.decode("ascii"))
+
+
+def _resources(listener: dict[str, Any]) -> list[str]:
+    """The resource names a listener of homeserver.yaml serves ("client", "federation")."""
+    return [
+        str(name)
+        for resource in listener.get("resources") or []
+        for name in resource.get("names") or []
+    ]
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write a file readable by its owner only: it holds a password and a token."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -113,17 +159,32 @@ def _write_private(path: Path, text: str) -> None:
 
 
 class LocalSynapse:
-    """One Synapse process on 127.0.0.1, with its config, database and log in ``base_dir``."""
+    """One Synapse process on 127.0.0.1, with its config, database and log in ``base_dir``.
+
+    With ``federation=True`` it also federates with other such servers on loopback: its server
+    name is ``localhost:<federation port>`` (so peers connect straight to that port, with no
+    DNS or .well-known), and a second listener speaks TLS with a self-signed certificate.
+    """
 
     def __init__(
-        self, base_dir: Path, server_name: str = "localhost", port: int | None = None
+        self,
+        base_dir: Path,
+        server_name: str = "localhost",
+        port: int | None = None,
+        *,
+        federation: bool = False,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
-        self.server_name = server_name
         self.config_path = self.base_dir / "homeserver.yaml"
         self.log_path = self.base_dir / "synapse.log"
         self.admin_path = self.base_dir / "admin.json"
-        existing = self._configured_port()
+        self.federation = federation
+        self.federation_port: int | None = None
+        if federation:
+            self.federation_port = self._configured_port("federation") or free_port()
+            server_name = f"localhost:{self.federation_port}"
+        self.server_name = server_name
+        existing = self._configured_port("client")
         self._port_requested = port
         self.port: int = port if port is not None else existing or free_port()
         self._process: asyncio.subprocess.Process | None = None
@@ -141,13 +202,16 @@ class LocalSynapse:
 
     # -- configuration -----------------------------------------------------------------------
 
-    def _configured_port(self) -> int | None:
-        """Port of an existing config, so a restarted demo keeps its URL."""
+    def _configured_port(self, resource: str) -> int | None:
+        """Port of the listener serving `resource` in an existing config, so a restarted
+        server keeps its URL (and a federating one its server name)."""
         if not self.config_path.exists():
             return None
         config = yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
         for listener in config.get("listeners") or []:
-            if isinstance(listener, dict) and isinstance(listener.get("port"), int):
+            if not isinstance(listener, dict) or not isinstance(listener.get("port"), int):
+                continue
+            if resource in _resources(listener):
                 return int(listener["port"])
         return None
 
@@ -217,14 +281,53 @@ class LocalSynapse:
                 **_RATE_LIMITS,
             }
         )
+        if self.federation:
+            config.update(self._federation_settings())
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+    def _federation_settings(self) -> dict[str, Any]:
+        """A TLS federation listener, and outbound federation allowed to loopback peers with
+        self-signed certificates (Synapse refuses both by default, rightly, in production)."""
+        assert self.federation_port is not None
+        cert_path = self.base_dir / "federation.crt"
+        key_path = self.base_dir / "federation.key"
+        write_self_signed_certificate(cert_path, key_path)
+        listener = {
+            "port": self.federation_port,
+            "bind_addresses": ["127.0.0.1"],
+            "type": "http",
+            "tls": True,
+            "x_forwarded": False,
+            "resources": [{"names": ["federation"], "compress": False}],
+        }
+        return {
+            "listeners": [
+                {
+                    "port": self.port,
+                    "bind_addresses": ["127.0.0.1"],
+                    "type": "http",
+                    "tls": False,
+                    "x_forwarded": False,
+                    "resources": [{"names": ["client"], "compress": False}],
+                },
+                listener,
+            ],
+            "tls_certificate_path": str(cert_path),
+            "tls_private_key_path": str(key_path),
+            "federation_verify_certificates": False,
+            "ip_range_blacklist": [],
+            "ip_range_whitelist": ["127.0.0.0/8", "::1/128"],
+            "trusted_key_servers": [],
+            "allow_public_rooms_over_federation": False,
+        }
 
     def _ensure_port_in_config(self) -> None:
         """An explicit port wins over the one saved in an existing config."""
         config = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
         listeners = config.get("listeners") or []
-        if listeners and listeners[0].get("port") != self.port:
-            listeners[0]["port"] = self.port
+        client = [listener for listener in listeners if "client" in _resources(listener)]
+        if client and client[0].get("port") != self.port:
+            client[0]["port"] = self.port
             self.config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
     def _shared_secret(self) -> str:

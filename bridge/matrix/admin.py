@@ -20,8 +20,8 @@ from urllib.parse import quote
 import structlog
 from aiohttp import ClientError, ClientSession, ClientTimeout
 
-from bridge.errors import HomeserverUnavailable, SealroomError
-from bridge.ids import RoomID, UserID
+from bridge.errors import HomeserverUnavailable, MatrixServerUnreachable, SealroomError
+from bridge.ids import RoomID, UserID, server_of
 from bridge.matrix.failures import raise_for_status, unreachable
 
 log = structlog.stdlib.get_logger(__name__)
@@ -61,8 +61,16 @@ def _parse(data: dict[str, Any]) -> RegistrationToken:
 
 
 class SynapseAdmin:
-    def __init__(self, homeserver_url: str, admin_token: str | None, timeout: float = 30) -> None:
+    def __init__(
+        self,
+        homeserver_url: str,
+        admin_token: str | None,
+        timeout: float = 30,
+        server_name: str | None = None,
+    ) -> None:
+        """`server_name` (our homeserver's) tells our users from other servers' users."""
         self.base = homeserver_url.rstrip("/")
+        self.server_name = server_name
         self._token = admin_token
         self._timeout = ClientTimeout(total=timeout)
         self._http: ClientSession | None = None
@@ -146,14 +154,19 @@ class SynapseAdmin:
     async def exists(self, user_id: UserID) -> bool:
         """Whether an active account `user_id` exists (bridge.ports.Accounts).
 
-        With the admin token, the admin API knows deactivated accounts too; without it, the
-        client API's public profile lookup: 404 means no such user. A homeserver that keeps
-        profiles private cannot tell, and the account is given the benefit of the doubt.
+        For our own users with the admin token, the admin API (it knows deactivated accounts
+        too); otherwise the client API's public profile lookup, which our homeserver answers
+        for another server's users over federation: 404 means no such user, 502 (or no answer
+        in time) that their server did not answer. A server that keeps profiles private cannot
+        tell, and the account is given the benefit of the doubt.
 
         Raises:
-            HomeserverUnavailable: the homeserver cannot tell right now.
+            HomeserverUnavailable: our homeserver cannot tell right now.
+            MatrixServerUnreachable: the user's homeserver (another one) did not answer.
         """
-        if self._token:
+        server = server_of(user_id)
+        remote = self.server_name is not None and server != self.server_name
+        if self._token and not remote:
             status, data = await self._call(
                 "looking up an account", "GET", f"/v2/users/{quote(user_id, safe='')}"
             )
@@ -165,9 +178,17 @@ class SynapseAdmin:
         try:
             async with self._session().get(url) as response:
                 status = response.status
-        except (ClientError, TimeoutError) as err:
+        except TimeoutError as err:
+            if remote:
+                raise MatrixServerUnreachable(server) from err
+            raise unreachable("looking up an account", err) from err
+        except ClientError as err:
             raise unreachable("looking up an account", err) from err
         if status >= 500:
+            # Synapse answers 502 when the other server did not answer it; a 5xx for one of
+            # ours is our homeserver's own failure.
+            if remote and status in (502, 504):
+                raise MatrixServerUnreachable(server)
             raise HomeserverUnavailable(f"looking up an account: the homeserver answered {status}")
         return status != 404
 

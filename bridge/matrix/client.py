@@ -39,11 +39,17 @@ from nio import (
 )
 
 from bridge import metrics
-from bridge.errors import HomeserverUnavailable, MatrixRequestFailed
+from bridge.errors import HomeserverUnavailable, MatrixRequestFailed, MatrixServerUnreachable
+from bridge.ids import UserID, server_of
 from bridge.logs import register_secret
 from bridge.matrix import nio_compat
 from bridge.matrix.device_files import DeviceFiles, SavedLogin
-from bridge.matrix.failures import raise_for_error, raise_for_status, unreachable
+from bridge.matrix.failures import (
+    raise_for_error,
+    raise_for_status,
+    remote_server_failed,
+    unreachable,
+)
 from bridge.tasks import cancel_and_wait
 
 log = structlog.stdlib.get_logger(__name__)
@@ -418,7 +424,20 @@ class BotClient:
         return str(response.room_id)
 
     async def invite(self, room_id: str, user_id: str) -> None:
-        await self._call("inviting", lambda c: c.room_invite(room_id, user_id))
+        """Raises MatrixServerUnreachable when `user_id` is on another homeserver that did not
+        answer ours (Synapse says 502): our own homeserver is fine, and the error names theirs."""
+        server = server_of(UserID(user_id))
+        if server == server_of(UserID(self.settings.user_id)):
+            await self._call("inviting", lambda c: c.room_invite(room_id, user_id))
+            return
+        client = self.require_client()
+        try:
+            response = await client.room_invite(room_id, user_id)
+        except (ClientConnectionError, TimeoutError, OSError) as err:
+            raise unreachable("inviting", err) from err
+        if remote_server_failed(response):
+            raise MatrixServerUnreachable(server, "inviting")
+        raise_for_error(response, "inviting")
 
     async def kick(self, room_id: str, user_id: str, reason: str) -> None:
         await self._call("removing a member", lambda c: c.room_kick(room_id, user_id, reason))

@@ -56,6 +56,10 @@ class RoomEvents:
         event_id: str,
         device_trusted: DeviceTrusted,
     ) -> None:
+        try:
+            await self.room_events.member_spoke(room_id, sender)
+        except Exception:
+            log.exception("event.message_failed", room_id=room_id, event_id=event_id)
         if not body.startswith("!"):
             return
         try:

@@ -45,6 +45,15 @@ def raise_for_status(
         raise refused(what, str(data.get("errcode", status)), error)
 
 
+def remote_server_failed(response: Any) -> bool:
+    """Whether nio's error value is Synapse's 502/504: the *other* server in a federated call
+    (an invite to its user, say) did not answer ours."""
+    if not isinstance(response, ErrorResponse):
+        return False
+    status = getattr(getattr(response, "transport_response", None), "status", None)
+    return status in (502, 504)
+
+
 def raise_for_error(response: Any, what: str) -> None:
     """Raise for one of nio's error values (a `*Error` response); return for anything else."""
     if not isinstance(response, ErrorResponse):

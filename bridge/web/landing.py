@@ -19,6 +19,7 @@ from bridge import i18n, metrics
 from bridge.errors import (
     InviteGone,
     MatrixIdInvalid,
+    MatrixServerUnreachable,
     MatrixUserUnknown,
     PayloadInvalid,
     SealroomError,
@@ -143,7 +144,7 @@ def _redeemed_answer(request: web.Request, redeemed: Redeemed) -> web.Response:
 async def _counted(outcome: Awaitable[Redeemed]) -> Redeemed:
     try:
         redeemed = await outcome
-    except (InviteGone, MatrixIdInvalid, MatrixUserUnknown) as err:
+    except (InviteGone, MatrixIdInvalid, MatrixUserUnknown, MatrixServerUnreachable) as err:
         metrics.REDEEMS.labels(err.errcode.lower()).inc()
         raise
     except SealroomError:

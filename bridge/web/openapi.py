@@ -20,6 +20,7 @@ from bridge.errors import (
     IntegrationUnknown,
     InviteGone,
     MatrixIdInvalid,
+    MatrixServerUnreachable,
     MatrixUserUnknown,
     PayloadInvalid,
     PayloadTooLarge,
@@ -358,6 +359,7 @@ PATHS: dict[str, Schema] = {
         InviteGone,
         MatrixIdInvalid,
         MatrixUserUnknown,
+        MatrixServerUnreachable,
         HomeserverUnavailable,
     ),
     "/i/register/start": _landing_post(

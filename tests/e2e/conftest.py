@@ -188,6 +188,7 @@ async def sealroom(
                 agents=agents,
                 jobs=FAST_JOBS if jobs is None else jobs,
                 log_level="DEBUG",
+                server_name=synapse.server_name,
                 **sections,
             )
         )

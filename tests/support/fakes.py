@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bridge.errors import HomeserverUnavailable, MatrixRequestFailed
-from bridge.ids import RoomID, UserID
+from bridge.errors import HomeserverUnavailable, MatrixRequestFailed, MatrixServerUnreachable
+from bridge.ids import RoomID, UserID, server_of
 from bridge.ports import HistoryPage, RoomEvent, RoomSpec
 
 Call = tuple[str, tuple[Any, ...]]
@@ -354,12 +354,22 @@ class FakePurger(_Recorder):
 
 
 class FakeAccounts(_Recorder):
-    """A `bridge.ports.Accounts`: the accounts in `existing` exist, no other does."""
+    """A `bridge.ports.Accounts` seen from `server_name`: there, the accounts in `existing`
+    exist and no other does; on other servers every account exists but those in `missing`,
+    and servers in `unreachable` do not answer (Synapse's 502 over federation)."""
 
-    def __init__(self, *existing: str) -> None:
+    def __init__(self, *existing: str, server_name: str = "example.org") -> None:
         super().__init__()
+        self.server_name = server_name
         self.existing: set[str] = set(existing)
+        self.missing: set[str] = set()
+        self.unreachable: set[str] = set()
 
     async def exists(self, user_id: UserID) -> bool:
         self._record("exists", user_id)
-        return user_id in self.existing
+        server = server_of(user_id)
+        if server == self.server_name:
+            return user_id in self.existing
+        if server in self.unreachable:
+            raise MatrixServerUnreachable(server)
+        return user_id not in self.missing

@@ -44,6 +44,7 @@ def service_config(
     database_url: str | None = None,
     jobs: dict[str, Any] | None = None,
     integration: str = "test",
+    server_name: str = "localhost",
     **sections: Any,
 ) -> dict[str, Any]:
     """The config of a service on 127.0.0.1:`port` with one webhook integration.
@@ -52,7 +53,7 @@ def service_config(
     top-level sections, e.g. ``registration={"enabled": True}``.
     """
     bot = {"user_id": bot_id, "data_dir": data_dir}
-    homeserver: dict[str, Any] = {"url": homeserver_url, "server_name": "localhost"}
+    homeserver: dict[str, Any] = {"url": homeserver_url, "server_name": server_name}
     optional = (
         (bot, "password", bot_password),
         (bot, "password_file", bot_password_file),

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, SecretStr
 
 from bridge import cli
+from bridge.app import domain_settings
 from bridge.config import Config, load
 from bridge.errors import ConfigError
 from bridge.helpdesk.kinds import kind_names
@@ -338,6 +339,18 @@ CASES = [
         _set("bot.user_id", "sealroom@example.org"), "bot.user_id", "@", id="bad-bot-user-id"
     ),
     pytest.param(_set("logging.level", "LOUD"), "logging.level", "DEBUG", id="bad-literal"),
+    pytest.param(
+        _set("rooms.first_notice_wait_seconds", 61),
+        "rooms.first_notice_wait_seconds",
+        "60",
+        id="first-notice-wait-too-long",
+    ),
+    pytest.param(
+        _set("invites.remote_server_patience_minutes", -1),
+        "invites.remote_server_patience_minutes",
+        "0",
+        id="remote-patience-negative",
+    ),
     pytest.param(_set("http", "everything"), "http", "dictionary", id="section-not-a-mapping"),
 ]
 
@@ -777,3 +790,15 @@ def test_by_default_the_bot_stays_and_rooms_never_idle_out(tmp_path: Path) -> No
 
     assert (settings.bot_stays, settings.idle_timeout) == (True, None)
     assert settings.lifetime("helpdesk") == timedelta(hours=72)
+
+
+def test_the_first_notice_wait_and_remote_patience_reach_the_domain(tmp_path: Path) -> None:
+    raw = minimal()
+    raw["rooms"] = {"first_notice_wait_seconds": 1.5}
+    raw["invites"] = {"remote_server_patience_minutes": 2}
+    settings = domain_settings(load(write(tmp_path, raw)))
+    assert settings.first_notice_wait == timedelta(seconds=1.5)
+    assert settings.remote_invite_patience == timedelta(minutes=2)
+    defaults = domain_settings(load(write(tmp_path, minimal(), "defaults.yaml")))
+    assert defaults.first_notice_wait == timedelta(seconds=3)
+    assert defaults.remote_invite_patience == timedelta(minutes=10)

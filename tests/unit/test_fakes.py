@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from bridge.errors import HomeserverUnavailable, MatrixRequestFailed
+from bridge.errors import HomeserverUnavailable, MatrixRequestFailed, MatrixServerUnreachable
 from bridge.ids import RoomID, UserID
 from bridge.ports import RoomSpec
 from tests.support.fakes import (
@@ -88,7 +88,7 @@ async def test_registration_tokens_are_single_use_expire_and_vanish_when_revoked
         tokens.register(expiring, "@late:example.org")
 
 
-async def test_accounts_exist_only_when_listed() -> None:
+async def test_accounts_exist_when_listed_here_and_unless_missing_elsewhere() -> None:
     accounts = FakeAccounts(ALICE)
     accounts.fail_next("exists", HomeserverUnavailable())
 
@@ -96,6 +96,12 @@ async def test_accounts_exist_only_when_listed() -> None:
         await accounts.exists(ALICE)
     assert await accounts.exists(ALICE) is True
     assert await accounts.exists(UserID("@bob:example.org")) is False
+    accounts.missing.add("@nobody:example.net")
+    accounts.unreachable.add("down.example")
+    assert await accounts.exists(UserID("@bob:example.net")) is True
+    assert await accounts.exists(UserID("@nobody:example.net")) is False
+    with pytest.raises(MatrixServerUnreachable):
+        await accounts.exists(UserID("@bob:down.example"))
 
 
 async def test_recording_rooms_pages_its_timeline_like_messages_and_redacts() -> None:

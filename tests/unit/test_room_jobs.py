@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 import store.jobs
 from bridge import notices
-from bridge.errors import HomeserverUnavailable, MatrixRequestFailed
+from bridge.errors import HomeserverUnavailable, MatrixRequestFailed, MatrixServerUnreachable
 from bridge.ids import RoomID, UserID
 from bridge.jobs import Action, JobContext
 from bridge.ports import RoomSpec
@@ -425,3 +425,53 @@ async def test_notices_are_written_in_the_integrations_language(database: Databa
     assert notices.agent_help(lang="de") in sent
     assert sent[-1] == notices.closing("agent", lang="de")
     assert not any(text.startswith(("Welcome.", "Commands:", "This secure room")) for text in sent)
+
+
+async def test_an_invite_to_a_server_that_does_not_answer_is_retried_then_given_up(
+    room: OpenRoom,
+) -> None:
+    """Their homeserver down for a while: retried (naming it, not ours); still down after the
+    patience: the agent is told why and the link works again."""
+    world, opened, room_id = room
+    patience = world.sessions.settings.remote_invite_patience
+    await world.invites.redeem(opened.token, CUSTOMER_ID)
+    world.rooms.fail_next(
+        "invite",
+        MatrixServerUnreachable("example.net", "inviting"),
+        MatrixServerUnreachable("example.net", "inviting"),
+    )
+
+    context = await world.take(Action.INVITE)
+    with pytest.raises(MatrixServerUnreachable) as raised:
+        await world.room_jobs.invite(context)  # first failure: the runner retries
+    assert "example.net" in raised.value.message
+    assert await world.audit("member.invite_failed") == []
+    await world.retry_now(context)
+
+    world.clock.advance(seconds=patience.total_seconds())
+    await world.run(Action.INVITE)  # still down after the patience: given up
+
+    [failed] = await world.audit("member.invite_failed")
+    assert "example.net" in failed.detail["error"]
+    assert failed.detail["link_usable"] is True
+    assert await world.notice_texts() == [notices.invite_failed(CUSTOMER_ID, True, "example.net")]
+    assert "example.net did not answer" in notices.invite_failed(CUSTOMER_ID, True, "example.net")
+    assert (await _invite_row(world)).used_at is None
+
+
+async def test_a_server_back_within_the_patience_gets_the_invite(room: OpenRoom) -> None:
+    world, opened, room_id = room
+    await world.invites.redeem(opened.token, CUSTOMER_ID)
+    world.rooms.fail_next("invite", MatrixServerUnreachable("example.net", "inviting"))
+    context = await world.take(Action.INVITE)
+    with pytest.raises(MatrixServerUnreachable):
+        await world.room_jobs.invite(context)
+    await world.retry_now(context)
+    world.clock.advance(seconds=30)
+
+    await world.run(Action.INVITE)
+
+    assert world.rooms.called("invite") == [(room_id, CUSTOMER_ID)] * 2
+    assert [e.action for e in await world.audit("member.invited", "member.invite_failed")] == [
+        "member.invited"
+    ]

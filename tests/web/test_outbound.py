@@ -395,7 +395,14 @@ async def test_a_customer_joining_and_a_failed_invitation_are_noted(
         zendesk_app(api),
     )
     link = await world.open("35436")
-    await until(lambda: world.rooms.rooms, "the room")
+
+    async def room_created() -> bool:
+        # The job, not the fake room: the session is open with its room only once the job's
+        # transaction has committed, a moment after the room exists on the "homeserver".
+        jobs = await world.jobs(Action.CREATE_ROOM)
+        return bool(jobs) and all(job.state == "done" for job in jobs)
+
+    await until(room_created, "the room")
     [room_id] = list(world.rooms.rooms)
     events = RoomEventService(world.sessions, str(RecordingRooms.BOT))
 

@@ -73,6 +73,11 @@
         return gettext("This is not a Matrix address. It starts with @ and looks like @name:example.org: check it and try again.");
       case "SEALROOM_MATRIX_USER_UNKNOWN":
         return gettext("There is no account with this Matrix address. Check it for typos, or create an account. Your link still works.");
+      case "SEALROOM_MATRIX_SERVER_UNREACHABLE": {
+        const typed = $("user-id").value.trim();
+        const server = typed.includes(":") ? typed.slice(typed.indexOf(":") + 1) : typed;
+        return gettext("The server of your Matrix address (%(server)s) is not answering. Check the address for typos, or try again in a few minutes. Your link still works.", { server });
+      }
       case "SEALROOM_HOMESERVER_UNAVAILABLE":
         return gettext("The chat server is not answering right now. Your link still works: please try again in a few minutes.");
       case "SEALROOM_TOO_MANY_ATTEMPTS":
