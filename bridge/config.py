@@ -182,6 +182,24 @@ class JobsConfig(_Section):
     poll_seconds: float = Field(default=5.0, gt=0, le=300)
 
 
+class ClusterConfig(_Section):
+    """Several instances on one PostgreSQL database; one of them runs the bot (bridge.cluster)."""
+
+    enabled: bool = False
+    # Names this instance in logs and metrics; default: host name and process ID.
+    instance_id: str | None = Field(default=None, min_length=1, max_length=128)
+    lock_retry_seconds: float = Field(default=1.0, gt=0, le=60)
+    check_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Below PostgreSQL's release of a silent leader's lock (bridge.cluster: 11 s).
+    lost_after_seconds: float = Field(default=5.0, gt=0, lt=11)
+
+    def instance_name(self) -> str:
+        import os
+        import socket
+
+        return self.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
 class TrustConfig(_Section):
     mode: Literal["strict", "tofu"] = "strict"
 
@@ -227,6 +245,7 @@ class Config(_Section):
     web_client: WebClientConfig = WebClientConfig()
     jobs: JobsConfig = JobsConfig()
     trust: TrustConfig = TrustConfig()
+    cluster: ClusterConfig = ClusterConfig()
     api: ApiConfig = ApiConfig()
     logging: LoggingConfig = LoggingConfig()
 
@@ -355,12 +374,42 @@ def parse(raw: Any, base_dir: Path | None = None) -> Config:
                 "registration.enabled: creating accounts needs homeserver.admin_token "
                 "(a Synapse admin's access token, to mint registration tokens)"
             )
+    problems += _cluster_problems(config)
     # A secret whose ${VAR} is missing is already reported once; say nothing more about it.
     reported = {problem.split(":", 1)[0] for problem in problems}
     problems += [p for p in _secret_problems(config) if p.split(":", 1)[0] not in reported]
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _cluster_problems(config: Config) -> list[str]:
+    """What several instances need to share one bot device."""
+    cluster = config.cluster
+    if not cluster.enabled:
+        return []
+    problems = []
+    if not config.database_url.startswith("postgresql"):
+        problems.append(
+            "cluster.enabled: several instances need a shared PostgreSQL database "
+            "(database.url: postgresql+asyncpg://...)"
+        )
+    if config.bot.access_token is None and config.bot.access_token_file is None:
+        problems.append(
+            "cluster.enabled: set bot.access_token (or access_token_file) so that every "
+            "instance uses the same bot device (a password login makes a new device)"
+        )
+    if config.bot.pickle_key is None and config.bot.pickle_key_file is None:
+        problems.append(
+            "cluster.enabled: set bot.pickle_key (or pickle_key_file), the same on every "
+            "instance, to open the shared crypto store"
+        )
+    if cluster.check_seconds >= cluster.lost_after_seconds:
+        problems.append(
+            "cluster.check_seconds: must be less than cluster.lost_after_seconds "
+            f"({cluster.lost_after_seconds:g})"
+        )
+    return problems
 
 
 def _key_path(loc: tuple[int | str, ...]) -> list[str]:

@@ -2,7 +2,8 @@
 
 - `bot.lock`: held while the bot runs; two processes on one device would fork its Olm account.
 - `bot.json`: the one login (user, device, access token); logging in again makes a new device.
-- `sync.json`: our own sync token, written only once a sync response is fully handled.
+- `sync.json`: the sync token of versions before the token moved into the crypto store (read
+  once, as a fallback, when the store has none).
 - `keys.json`: when the fallback key was last uploaded.
 - `backup.json`: which of the bot's Megolm sessions are already in the key backup.
 - `pickle.key`: the crypto store's key, generated only when the config gives none.
@@ -73,6 +74,11 @@ class DeviceFiles:
             handle.close()
             raise BotAlreadyRunning() from None
         self._lock_file = handle
+        self.prepare()
+
+    def prepare(self) -> None:
+        """The directories (0700), without the lock (a cluster lock guards the device)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o700)
 
