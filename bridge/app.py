@@ -301,6 +301,7 @@ class App:
             if recovery_key is not None:
                 show_recovery_key(recovery_key, self.config.bot.user_id)
             self.identity_ready.set()
+            log.info("bot.identity_ready", device_id=self.bot.device_id)
             return
 
     async def stop(self) -> None:

@@ -172,7 +172,7 @@ def store_class(
 
         # -- helpers (writer thread) ---------------------------------------------------------
 
-        def _account(self) -> int:
+        def _account_row(self) -> int:
             if self._account_id is None:
                 row = Accounts.get(
                     Accounts.user_id == self.user_id, Accounts.device_id == self.device_id
@@ -209,7 +209,7 @@ def store_class(
             }
 
             def write() -> None:
-                OlmSessions.insert(account=self._account(), **row).on_conflict(
+                OlmSessions.insert(account=self._account_row(), **row).on_conflict(
                     conflict_target=[OlmSessions.session_id],
                     preserve=[OlmSessions.session, OlmSessions.last_usage_date],
                 ).execute()
@@ -227,7 +227,7 @@ def store_class(
             chains = list(session.forwarding_chain)
 
             def write() -> None:
-                MegolmInboundSessions.insert(account=self._account(), **row).on_conflict(
+                MegolmInboundSessions.insert(account=self._account_row(), **row).on_conflict(
                     conflict_target=[MegolmInboundSessions.session_id],
                     preserve=[MegolmInboundSessions.session],
                 ).execute()
@@ -248,7 +248,7 @@ def store_class(
                 return
 
             def write() -> None:
-                account = self._account()
+                account = self._account_row()
                 for user_id, device_id, display_name, deleted, keys in devices:
                     DeviceKeys.insert(
                         account=account,
@@ -282,7 +282,7 @@ def store_class(
                 return
 
             def write() -> None:
-                account = self._account()
+                account = self._account_row()
                 for start in range(0, len(room_ids), 400):
                     EncryptedRooms.insert_many(
                         [(room_id, account) for room_id in room_ids[start : start + 400]],
@@ -294,7 +294,7 @@ def store_class(
         def delete_encrypted_room(self, room: str) -> None:
             def write() -> None:
                 EncryptedRooms.delete().where(
-                    (EncryptedRooms.room_id == room) & (EncryptedRooms.account == self._account())
+                    (EncryptedRooms.room_id == room) & (EncryptedRooms.account == self._account_row())
                 ).execute()
 
             self.writer.submit(write)
@@ -309,7 +309,7 @@ def store_class(
 
             def write() -> None:
                 OutgoingKeyRequests.insert(
-                    account=self._account(), **row
+                    account=self._account_row(), **row
                 ).on_conflict_ignore().execute()
 
             self.writer.submit(write)
@@ -320,14 +320,14 @@ def store_class(
             def write() -> None:
                 OutgoingKeyRequests.delete().where(
                     (OutgoingKeyRequests.request_id == request_id)
-                    & (OutgoingKeyRequests.account == self._account())
+                    & (OutgoingKeyRequests.account == self._account_row())
                 ).execute()
 
             self.writer.submit(write)
 
         def save_sync_token(self, token: str) -> None:
             def write() -> None:
-                SyncTokens.insert(account=self._account(), token=token).on_conflict(
+                SyncTokens.insert(account=self._account_row(), token=token).on_conflict(
                     conflict_target=[SyncTokens.account], preserve=[SyncTokens.token]
                 ).execute()
 
@@ -345,7 +345,7 @@ class _HeldPostgres(peewee.PostgresqlDatabase):  # type: ignore[misc]
     """peewee on a psycopg2 connection someone else opened and closes (the lock holder)."""
 
     def __init__(self, connection: Any) -> None:
-        super().__init__(None, autoconnect=False, thread_safe=False)
+        super().__init__("sealroom", autoconnect=False, thread_safe=False)  # name unused
         self._held = connection
 
     def _connect(self) -> Any:
