@@ -83,7 +83,7 @@ class BotSettings:
     request_timeout: float = 30.0
 
 
-_LITERAL_SEGMENT = re.compile(r"[a-z][a-z0-9_.]{0,39}|v\d|r0")
+_LITERAL_SEGMENT = re.compile(r"[_a-z][A-Za-z0-9_.]{0,39}")
 
 
 def endpoint_template(path: str) -> str:
