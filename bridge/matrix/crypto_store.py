@@ -293,8 +293,9 @@ def store_class(
 
         def delete_encrypted_room(self, room: str) -> None:
             def write() -> None:
+                account = self._account_row()
                 EncryptedRooms.delete().where(
-                    (EncryptedRooms.room_id == room) & (EncryptedRooms.account == self._account_row())
+                    (EncryptedRooms.room_id == room) & (EncryptedRooms.account == account)
                 ).execute()
 
             self.writer.submit(write)

@@ -28,7 +28,8 @@ async def test_one_leader_and_the_standby_takes_over_when_it_goes() -> None:
         try:
             assert first.fence() is not None  # nobody acts before it holds the lock
             await asyncio.wait_for(first.campaign(), 10)
-            assert first.fence() is None and first.is_leader
+            assert first.fence() is None
+            assert first.is_leader
 
             standby = asyncio.create_task(second.campaign())
             await asyncio.sleep(0.5)  # several tries of the standby
@@ -37,7 +38,8 @@ async def test_one_leader_and_the_standby_takes_over_when_it_goes() -> None:
 
             await first.close()  # the leader's connection ends, as when its process dies
             await asyncio.wait_for(standby, 10)
-            assert second.is_leader and second.fence() is None
+            assert second.is_leader
+            assert second.fence() is None
         finally:
             await first.close()
             await second.close()
