@@ -394,3 +394,11 @@ async def test_a_naive_datetime_is_refused(db: Database) -> None:
     with pytest.raises(StatementError, match="naive datetime"):
         await add_naive()
     assert await _job_states(db) == []
+
+
+def test_the_head_read_from_the_files_is_alembics_head() -> None:
+    """Start-up skips Alembic when the database is at this head: it must be Alembic's own."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(store.migrate._alembic_config())
+    assert store.migrate.head_revision() == script.get_current_head()
