@@ -41,7 +41,12 @@ async def test_metrics_of_a_running_service(
     room_id = await service.wait_for_room(opened["session_id"])
     await agent.wait_for_invite(room_id)
 
-    samples = await _scrape(service.url)
+    # The room is recorded before its job is marked done: wait for the job's observation.
+    for _ in range(150):
+        samples = await _scrape(service.url)
+        if _value(samples, "sealroom_webhook_to_room_ready_seconds_count") >= 1:
+            break
+        await asyncio.sleep(0.2)
     # The loop-lag watcher runs: observations, and the loop was not blocked for seconds.
     assert _value(samples, "sealroom_event_loop_lag_seconds_count") > 0
     lag_sum = _value(samples, "sealroom_event_loop_lag_seconds_sum")
