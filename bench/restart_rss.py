@@ -89,7 +89,8 @@ class Run:
         await service.wait_ready(180)
 
     async def fill(self, timeout: float) -> None:
-        """`sessions` webhooks, then wait until every session has a room and no job waits."""
+        """`sessions` webhooks, then wait until every session has a room and no job is due (the
+        expiry jobs wait for their time)."""
         assert self.service is not None
         service = self.service
         queue: asyncio.Queue[int] = asyncio.Queue()
@@ -123,7 +124,8 @@ class Run:
                     "SELECT count(*) FROM secure_sessions WHERE room_id IS NOT NULL"
                 ).fetchone()[0]
                 waiting = db.execute(
-                    "SELECT count(*) FROM jobs WHERE state IN ('pending', 'running')"
+                    "SELECT count(*) FROM jobs WHERE state = 'running' OR "
+                    "(state = 'pending' AND run_after <= datetime('now'))"
                 ).fetchone()[0]
             if rooms >= self.sessions and waiting == 0:
                 break
