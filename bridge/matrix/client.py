@@ -331,10 +331,10 @@ class BotClient:
             self.synced.set()
 
     async def _save_sync_token(self, client: AsyncClient) -> None:
+        """Into the crypto store, behind the keys of the response it ends."""
         writer = crypto_store.writer_of(client.store)
         if writer is None or client.store is None:
-            await self.files.save_sync_token(client.next_batch)
-            return
+            raise HomeserverUnavailable("the bot's crypto store is not open")
         client.store.save_sync_token(client.next_batch)
         await writer.flush()
 

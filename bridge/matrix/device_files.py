@@ -10,7 +10,7 @@
 - `crypto/`: nio's own store (SQLite), opened by nio.
 
 Writes are atomic and durable (write, fsync, rename), owner-only (they hold the device's token),
-and run in a thread: `sync.json` is written after every sync.
+and run in a thread.
 """
 
 from __future__ import annotations
@@ -146,11 +146,9 @@ class DeviceFiles:
         )
 
     async def load_sync_token(self) -> str | None:
+        """The token an older version saved here (now it is in the crypto store)."""
         saved = await self._read("sync.json")
         return str(saved["next_batch"]) if saved and saved.get("next_batch") else None
-
-    async def save_sync_token(self, next_batch: str | None) -> None:
-        await self._write("sync.json", {"next_batch": next_batch})
 
     async def fallback_uploaded_at(self) -> float | None:
         if not self._fallback_loaded:
