@@ -311,7 +311,8 @@ class App:
             await cancel_and_wait(self._identity_task)
             self._identity_task = None
         await self.web.stop()
-        await self.jobs.stop()
+        # A deposed leader cuts its jobs short: the new leader runs them again.
+        await self.jobs.stop(grace=0 if self.fatal.is_set() else 10.0)
         for system in self.ticket_systems.values():
             await system.close()
         await self.bot.stop()
