@@ -261,9 +261,13 @@ class App:
     async def _lead(self) -> None:
         """Wait for the cluster lock, run the bot while it is held, stop the process if lost."""
         assert self.leadership is not None
-        await self.leadership.campaign()
-        await self._start_bot()
-        await self.leadership.watch()
+        try:
+            await self.leadership.campaign()
+            await self._start_bot()
+            await self.leadership.watch()
+        except Exception:
+            # Holding the lock without a working bot would stall every instance: give it up.
+            log.exception("cluster.leader_failed")
         self.fatal.set()
 
     async def _watch_metrics(self) -> None:
