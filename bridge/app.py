@@ -52,8 +52,9 @@ METRICS_POLL_SECONDS = 2.0
 class LeadershipLost(SealroomError):
     errcode = "SEALROOM_CLUSTER_LOCK_LOST"
     default_message = (
-        "This instance lost the bot's cluster lock (its database connection) and stopped, so "
-        "that two instances never act for the bot; restart it and it waits as a standby."
+        "This instance stopped running the bot (it lost the cluster lock, or the bot could "
+        "not start: see the log) so that two instances never act for it; restart it and it "
+        "waits as a standby."
     )
 
 
