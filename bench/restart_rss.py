@@ -1,6 +1,6 @@
 """Rows 8 and 9 of issue #11: memory and restart time with many sessions, against bare nio.
 
-    python bench/restart_rss.py [--sessions 1000] [--repetitions 3] [--sealroom-src DIR]
+    python bench/restart_rss.py [--sessions 1000] [--repetitions 3] [--before-src DIR]
 
 One local Synapse; one sealroom process (`python -m bridge run`, SQLite) is given `--sessions`
 webhooks (concurrency 16) and runs until every session has its room and no job is left. A bare
@@ -13,10 +13,13 @@ rooms. Each repetition, interleaved:
   to that sync handled;
 - row 8, RSS: each process's resident memory (VmRSS) 3 s after it is ready.
 
-Prints every figure, the medians with their spread, and the ratios sealroom / nio. Targets (the
-issue): RSS <= 100 MB (nio in the same rooms: ~80 MB); restart <= 1.2x nio's. `--sealroom-src`
-runs the sealroom of another checkout (for "before" figures); the bench itself stays this one.
-Bounded: the whole run stops after `--budget` seconds.
+With `--before-src DIR` (another checkout, e.g. main before a change) each repetition also
+restarts that checkout's sealroom on the same data and database, so "before" and "after" come
+from the same run and the same rooms (after one untimed warm-up start of it).
+
+Prints every figure, the medians with their spread, and the ratios to nio. Targets (the issue):
+RSS <= 100 MB (nio in the same rooms: ~80 MB); restart <= 1.2x nio's. Bounded: the whole run
+stops after `--budget` seconds.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import sqlite3
@@ -61,10 +65,9 @@ def spread(values: list[float]) -> str:
 
 
 class Run:
-    def __init__(self, folder: Path, sessions: int, sealroom_src: Path | None) -> None:
+    def __init__(self, folder: Path, sessions: int) -> None:
         self.folder = folder
         self.sessions = sessions
-        self.sealroom_src = sealroom_src
         self.synapse = LocalSynapse(folder / "synapse")
         self.service: ServiceProcess | None = None
         self.nio_folder = folder / "nio"
@@ -72,8 +75,8 @@ class Run:
 
     async def start(self) -> None:
         await self.synapse.start()
-        # The child runs this checkout's sealroom, or the one given (not the venv's install).
-        os.environ["PYTHONPATH"] = str(self.sealroom_src or ROOT)
+        # The child runs this checkout's sealroom (not the venv's install).
+        os.environ["PYTHONPATH"] = str(ROOT)
         service = await ServiceProcess.create(self.synapse, self.folder / "sealroom")
         service.config["jobs"] = {
             "concurrency": 8,
@@ -154,10 +157,12 @@ class Run:
         assert process.returncode == 0, out
         print(f"bare nio device: {out.decode().strip()}", flush=True)
 
-    async def sealroom_restart(self) -> tuple[float, float]:
-        """(seconds from spawn to /readyz 200, RSS in MiB once settled)."""
+    async def sealroom_restart(self, source: Path = ROOT) -> tuple[float, float]:
+        """(seconds from spawn to /readyz 200, RSS in MiB once settled) of the sealroom in the
+        checkout `source`."""
         assert self.service is not None
         assert await self.service.stop() == 0
+        os.environ["PYTHONPATH"] = str(source)
         started = time.monotonic()
         await self.service.start()
         await self.service.wait_ready(300)
@@ -191,26 +196,31 @@ class Run:
         await self.synapse.stop()
 
 
-async def run(sessions: int, repetitions: int, sealroom_src: Path | None) -> None:
+async def run(sessions: int, repetitions: int, before: Path | None) -> None:
     with tempfile.TemporaryDirectory(prefix="sealroom-bench-") as tmp:
         folder = Path(tmp)
         (folder / "sealroom").mkdir()
-        bench = Run(folder, sessions, sealroom_src)
+        bench = Run(folder, sessions)
         try:
             await bench.start()
             await bench.fill(timeout=120 + 3.0 * sessions)
             await bench.nio_login()
-            figures: dict[str, list[float]] = {
-                "sealroom_ready": [],
-                "sealroom_rss": [],
-                "nio_ready": [],
-                "nio_rss": [],
+            restarts = {
+                "sealroom": bench.sealroom_restart,
+                "nio": bench.nio_restart,
             }
+            if before is not None:
+                restarts["before"] = functools.partial(bench.sealroom_restart, before)
+                await restarts["before"]()  # warm-up: its own sync token, files
+            figures: dict[str, list[float]] = {}
+            for who in restarts:
+                figures[f"{who}_ready"] = []
+                figures[f"{who}_rss"] = []
             for repetition in range(1, repetitions + 1):
-                order = ["sealroom", "nio"] if repetition % 2 else ["nio", "sealroom"]
+                order = list(restarts)
+                order = order[repetition - 1 :] + order[: repetition - 1]  # rotate
                 for who in order:
-                    restart = bench.sealroom_restart if who == "sealroom" else bench.nio_restart
-                    ready, rss = await restart()
+                    ready, rss = await restarts[who]()
                     figures[f"{who}_ready"].append(ready)
                     figures[f"{who}_rss"].append(rss)
                     print(
@@ -223,26 +233,28 @@ async def run(sessions: int, repetitions: int, sealroom_src: Path | None) -> Non
     print(f"\n{sessions} sessions, {repetitions} repetitions")
     for name, values in figures.items():
         print(f"{name:15s} {spread(values)}")
-    rss_ratio = statistics.median(figures["sealroom_rss"]) / statistics.median(figures["nio_rss"])
-    ready_ratio = statistics.median(figures["sealroom_ready"]) / statistics.median(
-        figures["nio_ready"]
-    )
-    print(f"row 8: RSS sealroom / bare nio         = {rss_ratio:.2f}x (target: <= 100 MB)")
-    print(f"row 9: restart to ready sealroom / nio = {ready_ratio:.2f}x (target: <= 1.2x)")
+    for who in [w for w in ("before", "sealroom") if f"{w}_rss" in figures]:
+        rss = statistics.median(figures[f"{who}_rss"])
+        rss_ratio = rss / statistics.median(figures["nio_rss"])
+        ready_ratio = statistics.median(figures[f"{who}_ready"]) / statistics.median(
+            figures["nio_ready"]
+        )
+        print(f"{who}: row 8 RSS {rss:.1f} MiB = {rss_ratio:.2f}x bare nio (target <= 100 MB)")
+        print(f"{who}: row 9 restart to ready = {ready_ratio:.2f}x bare nio (target <= 1.2x)")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--repetitions", type=int, default=3)
-    parser.add_argument("--sealroom-src", type=Path, default=None)
+    parser.add_argument("--before-src", type=Path, default=None)
     parser.add_argument("--budget", type=float, default=3600.0, help="seconds for the whole run")
     args = parser.parse_args()
     if not 1 <= args.sessions <= 5000 or not 3 <= args.repetitions <= 20:
         parser.error("--sessions 1..5000 and --repetitions 3..20")
 
     async def bounded() -> None:
-        work = run(args.sessions, args.repetitions, args.sealroom_src)
+        work = run(args.sessions, args.repetitions, args.before_src)
         await asyncio.wait_for(work, args.budget)
 
     loop = asyncio.new_event_loop()
