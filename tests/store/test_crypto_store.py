@@ -149,3 +149,26 @@ async def test_the_lock_connection_is_the_fence(tmp_path: Path) -> None:
         with pytest.raises(crypto_store.CryptoStoreFailed):
             await writer.flush()
         await close(store)
+
+
+async def test_writes_queued_while_one_commits_share_the_next_commit(tmp_path: Path) -> None:
+    """nio's one commit per Olm session per key share becomes one commit per batch."""
+    import threading
+
+    store = open_store(crypto_store.sqlite_database, tmp_path)
+    writer = crypto_store.writer_of(store)
+    assert writer is not None
+    store.save_account(OlmAccount())
+    await writer.flush()
+    commits = writer.commits
+    release = threading.Event()
+    writer.submit(lambda: release.wait(10))  # the writer thread is busy with this one
+    for room in range(200):
+        store.save_encrypted_rooms([f"!room{room}:example.org"])
+    release.set()
+    await writer.flush()
+    assert writer.commits - commits <= 2  # the slow one, then all 200 together (or all at once)
+    await close(store)
+    again = open_store(crypto_store.sqlite_database, tmp_path)
+    assert len(again.load_encrypted_rooms()) == 200
+    await close(again)
