@@ -1,6 +1,8 @@
 """Composition root: builds every part once, starts them in order, stops them in reverse.
 
 Start: database -> migrations -> bot (logs in and syncs in the background) -> jobs -> web.
+With `cluster.enabled` the web starts at once and the bot and the jobs start only once this
+instance holds the cluster lock (bridge.cluster); losing it stops the process.
 """
 
 from __future__ import annotations
@@ -9,10 +11,13 @@ import asyncio
 import signal
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 
 import store.migrate
+from bridge import metrics
+from bridge.cluster import ClusterSettings, Leadership
 from bridge.config import Config
 from bridge.deliveries import DeliveryService
 from bridge.errors import SealroomError
@@ -20,6 +25,7 @@ from bridge.helpdesk import outbound
 from bridge.helpdesk.integration import Integration
 from bridge.invites import InviteService
 from bridge.jobs import JobRunner
+from bridge.matrix import crypto_store
 from bridge.matrix.admin import AdminRegistrationTokens, AdminRoomPurger, SynapseAdmin
 from bridge.matrix.bot_identity import BotIdentity
 from bridge.matrix.client import BotClient, BotSettings
@@ -40,6 +46,17 @@ from bridge.web.server import WebServer
 from store import Database
 
 log = structlog.stdlib.get_logger(__name__)
+
+METRICS_POLL_SECONDS = 2.0
+
+
+class LeadershipLost(SealroomError):
+    errcode = "SEALROOM_CLUSTER_LOCK_LOST"
+    default_message = (
+        "This instance stopped running the bot (it lost the cluster lock, or the bot could "
+        "not start: see the log) so that two instances never act for it; restart it and it "
+        "waits as a standby."
+    )
 
 
 def show_recovery_key(recovery_key: str, user_id: str) -> None:
@@ -109,6 +126,20 @@ class App:
         self.config = config
         self.clock = clock
         self.database = Database(config.database_url)
+        self.leadership: Leadership | None = None
+        if config.cluster.enabled:
+            self.leadership = Leadership(
+                ClusterSettings(
+                    instance_id=config.cluster.instance_name(),
+                    dsn=self.database.libpq_url(),
+                    lock_name=config.bot.user_id,
+                    lock_retry_seconds=config.cluster.lock_retry_seconds,
+                    check_seconds=config.cluster.check_seconds,
+                    lost_after_seconds=config.cluster.lost_after_seconds,
+                )
+            )
+        else:
+            metrics.CLUSTER_LEADER.labels("single").set(1)
         self.bot = BotClient(
             BotSettings(
                 homeserver_url=config.homeserver.url,
@@ -120,7 +151,8 @@ class App:
                 data_dir=config.bot.data_dir,
                 pickle_key=config.bot.pickle_key_value(),
                 request_timeout=config.homeserver.request_timeout_seconds,
-            )
+            ),
+            **self._cluster_bot_options(),
         )
         self.e2ee = EncryptionManager(self.bot)
         self.rooms = MatrixRoomService(self.bot, self.e2ee, config.homeserver.server_name)
@@ -206,7 +238,7 @@ class App:
                 {
                     "database": self._check_database,
                     "homeserver": self.admin.check_homeserver,
-                    "sync": self.bot.check_sync,
+                    "sync": self._check_sync,
                     "identity": self._check_identity,
                 },
                 {"jobs": self._check_jobs},
@@ -236,16 +268,32 @@ class App:
                 config.http.client_timeout_seconds,
             )
         )
+        self._lead_task: asyncio.Task[None] | None = None
+        self._metrics_task: asyncio.Task[None] | None = None
+        self.fatal = asyncio.Event()
+
+    def _cluster_bot_options(self) -> dict[str, Any]:
+        """In a cluster the crypto store lives on the lock connection, and the lock (not a
+        file in data_dir) keeps other processes off the device."""
+        leadership = self.leadership
+        if leadership is None:
+            return {}
+        return {
+            "crypto_database": lambda path: crypto_store.postgres_database(
+                leadership.lock.connection
+            )(path),
+            "fence": leadership.fence,
+            "use_file_lock": False,
+        }
 
     async def start(self) -> None:
         self.config.bot.data_dir.mkdir(parents=True, exist_ok=True)
         await store.migrate.upgrade_to_head(self.database)
-        await self.bot.start()
-        # Room work waits for the bot's sync (nio cannot send before it) and for its
-        # cross-signed identity (strict clients ignore an uncross-signed device).
-        self.jobs.pause_until(self.bot.synced, self.identity_ready)
-        await self.jobs.start()
-        self._identity_task = asyncio.create_task(self._ensure_identity(), name="bot-identity")
+        self._metrics_task = asyncio.create_task(self._watch_metrics(), name="sealroom-metrics")
+        if self.leadership is None:
+            await self._start_bot()
+        else:
+            self._lead_task = asyncio.create_task(self._lead(), name="sealroom-cluster")
         if self.metrics_web is not None:
             await self.metrics_web.start()
         await self.web.start()
@@ -260,6 +308,38 @@ class App:
                 else {}
             ),
         )
+
+    async def _lead(self) -> None:
+        """Wait for the cluster lock, run the bot while it is held, stop the process if lost."""
+        assert self.leadership is not None
+        try:
+            await self.leadership.campaign()
+            await self._start_bot()
+            await self.leadership.watch()
+        except Exception:
+            # Holding the lock without a working bot would stall every instance: give it up.
+            log.exception("cluster.leader_failed")
+        self.fatal.set()
+
+    async def _watch_metrics(self) -> None:
+        lag = asyncio.create_task(metrics.watch_loop_lag(), name="sealroom-loop-lag")
+        try:
+            while True:
+                try:
+                    metrics.set_job_queue(await self.jobs.queue_stats())
+                except Exception as err:  # noqa: BLE001 (metrics never stop the service)
+                    log.debug("metrics.poll_failed", error=type(err).__name__)
+                await asyncio.sleep(METRICS_POLL_SECONDS)
+        finally:
+            await cancel_and_wait(lag)
+
+    async def _start_bot(self) -> None:
+        await self.bot.start()
+        # Room work waits for the bot's sync (nio cannot send before it) and for its
+        # cross-signed identity (strict clients ignore an uncross-signed device).
+        self.jobs.pause_until(self.bot.synced, self.identity_ready)
+        await self.jobs.start()
+        self._identity_task = asyncio.create_task(self._ensure_identity(), name="bot-identity")
 
     async def _ensure_identity(self) -> None:
         """Once the bot has synced: create or check its cross-signing identity, with retries."""
@@ -277,20 +357,25 @@ class App:
                 show_recovery_key(recovery_key, self.config.bot.user_id)
                 self.recovery_key_shown = True
             self.identity_ready.set()
+            log.info("bot.identity_ready", device_id=self.bot.device_id)
             return
 
     async def stop(self) -> None:
         log.info("sealroom.stopping")
+        await cancel_and_wait(self._lead_task, self._metrics_task)
         if self._identity_task is not None:
             await cancel_and_wait(self._identity_task)
             self._identity_task = None
         await self.web.stop()
         if self.metrics_web is not None:
             await self.metrics_web.stop()
-        await self.jobs.stop()
+        # A deposed leader cuts its jobs short: the new leader runs them again.
+        await self.jobs.stop(grace=0 if self.fatal.is_set() else 10.0)
         for system in self.ticket_systems.values():
             await system.close()
         await self.bot.stop()
+        if self.leadership is not None:
+            await self.leadership.close()
         await self.admin.close()
         await self.database.close()
         log.info("sealroom.stopped")
@@ -302,10 +387,15 @@ class App:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await self.start()
+        stopped = asyncio.create_task(stop.wait())
+        fatal = asyncio.create_task(self.fatal.wait())
         try:
-            await stop.wait()
+            await asyncio.wait({stopped, fatal}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            await cancel_and_wait(stopped, fatal)
             await self.stop()
+        if self.fatal.is_set():
+            raise LeadershipLost()
 
     # -- readiness -----------------------------------------------------------------------------
 
@@ -313,8 +403,15 @@ class App:
         await self.database.ping()
         return None
 
+    def _standby(self) -> bool:
+        return self.leadership is not None and not self.leadership.is_leader
+
+    async def _check_sync(self) -> str | None:
+        """A standby is ready without a bot: it takes webhooks while another instance syncs."""
+        return None if self._standby() else await self.bot.check_sync()
+
     async def _check_identity(self) -> str | None:
-        if self.identity_ready.is_set():
+        if self._standby() or self.identity_ready.is_set():
             return None
         return "the bot's cross-signing identity is not set up or checked yet"
 

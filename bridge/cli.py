@@ -285,6 +285,10 @@ async def _bot_identity(config: Config, recovery_key: str | None) -> int:
 
     app = App(config)
     try:
+        if app.leadership is not None:
+            # The bot's device is used by one process at a time: wait for the cluster lock.
+            print("bot-identity: waiting for the cluster lock (stop the running instances)")
+            await app.leadership.campaign()
         await app.bot.start()
         await app.bot.wait_until_synced(120)
         if recovery_key is not None:
@@ -300,6 +304,8 @@ async def _bot_identity(config: Config, recovery_key: str | None) -> int:
         return EXIT_FAILED
     finally:
         await app.bot.stop()
+        if app.leadership is not None:
+            await app.leadership.close()
         await app.database.close()
     return EXIT_OK
 

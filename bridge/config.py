@@ -197,6 +197,24 @@ class JobsConfig(_Section):
     poll_seconds: float = Field(default=5.0, gt=0, le=300)
 
 
+class ClusterConfig(_Section):
+    """Several instances on one PostgreSQL database; one of them runs the bot (bridge.cluster)."""
+
+    enabled: bool = False
+    # Names this instance in logs and metrics; default: host name and process ID.
+    instance_id: str | None = Field(default=None, min_length=1, max_length=128)
+    lock_retry_seconds: float = Field(default=1.0, gt=0, le=60)
+    check_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Below PostgreSQL's release of a silent leader's lock (bridge.cluster: 11 s).
+    lost_after_seconds: float = Field(default=5.0, gt=0, lt=11)
+
+    def instance_name(self) -> str:
+        import os
+        import socket
+
+        return self.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
 class TrustConfig(_Section):
     mode: Literal["strict", "tofu"] = "strict"
 
@@ -250,6 +268,7 @@ class Config(_Section):
     web_client: WebClientConfig = WebClientConfig()
     jobs: JobsConfig = JobsConfig()
     trust: TrustConfig = TrustConfig()
+    cluster: ClusterConfig = ClusterConfig()
     api: ApiConfig = ApiConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
@@ -413,6 +432,7 @@ def parse(raw: Any, base_dir: Path | None = None) -> Config:
             f"metrics.port: {config.metrics.port} is http.port too; choose another port for "
             "the metrics listener, or set metrics.port to null to serve /metrics on http.port"
         )
+    problems += _cluster_problems(config) if config is not None else []
     # A key already reported (a secret whose ${VAR} is missing, or a section's invalid value)
     # is reported once; say nothing more about it.
     reported = {problem.split(":", 1)[0] for problem in problems}
@@ -439,6 +459,35 @@ def _validation_problems(err: ValidationError) -> list[str]:
             message = "is required: one of " + ", ".join(kind_names())
         loc = ".".join(parts) or "(top level)"
         problems.append(f"{loc}: {message}")
+    return problems
+
+
+def _cluster_problems(config: Config) -> list[str]:
+    """What several instances need to share one bot device."""
+    cluster = config.cluster
+    if not cluster.enabled:
+        return []
+    problems = []
+    if not config.database_url.startswith("postgresql"):
+        problems.append(
+            "cluster.enabled: several instances need a shared PostgreSQL database "
+            "(database.url: postgresql+asyncpg://...)"
+        )
+    if config.bot.access_token is None and config.bot.access_token_file is None:
+        problems.append(
+            "cluster.enabled: set bot.access_token (or access_token_file) so that every "
+            "instance uses the same bot device (a password login makes a new device)"
+        )
+    if config.bot.pickle_key is None and config.bot.pickle_key_file is None:
+        problems.append(
+            "cluster.enabled: set bot.pickle_key (or pickle_key_file), the same on every "
+            "instance, to open the shared crypto store"
+        )
+    if cluster.check_seconds >= cluster.lost_after_seconds:
+        problems.append(
+            "cluster.check_seconds: must be less than cluster.lost_after_seconds "
+            f"({cluster.lost_after_seconds:g})"
+        )
     return problems
 
 

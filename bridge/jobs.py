@@ -311,6 +311,9 @@ class JobRunner:
             await store.jobs.finish(db, job.id, self.clock())
         metrics.JOBS.labels(job.action, "done").inc()
         metrics.JOB_DURATION.labels(job.action).observe(time.monotonic() - started)
+        if job.action == Action.CREATE_ROOM:  # scheduled by the webhook that asked for it
+            ready = (self.clock() - job.created_at).total_seconds()
+            metrics.WEBHOOK_TO_ROOM_READY.observe(max(ready, 0.0))
         bound.debug("job.done", attempts=attempt)
         self.wake()
 
@@ -326,6 +329,11 @@ class JobRunner:
     def backoff(self, attempt: int) -> float:
         base = min(self.retry_initial * (2 ** (attempt - 1)), self.retry_max)
         return float(base * random.uniform(0.8, 1.0))  # noqa: S311 (jitter, not security)
+
+    async def queue_stats(self) -> dict[str, tuple[int, float]]:
+        """{action: (jobs waiting or running, oldest age in seconds)}, for the metrics."""
+        async with self.database.transaction() as db:
+            return await store.jobs.queue_stats(db, self.clock())
 
     async def failed_count(self) -> int:
         async with self.database.transaction() as db:

@@ -56,3 +56,73 @@ HTTP_REQUEST_DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
     registry=REGISTRY,
 )
+
+
+# -- scale and failover (issue #11): the loop, the job queue, the homeserver, the cluster --------
+
+LOOP_LAG = Histogram(
+    "sealroom_event_loop_lag_seconds",
+    "How late the event loop ran a timer: time the loop was blocked",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)
+JOB_QUEUE_DEPTH = Gauge(
+    "sealroom_job_queue_depth",
+    "Jobs waiting or running, by action",
+    ["action"],
+    registry=REGISTRY,
+)
+JOB_OLDEST_AGE = Gauge(
+    "sealroom_job_oldest_age_seconds",
+    "Age of the oldest job waiting or running, by action",
+    ["action"],
+    registry=REGISTRY,
+)
+HOMESERVER_LATENCY = Histogram(
+    "sealroom_homeserver_request_seconds",
+    "Bot requests to the homeserver by endpoint (path with IDs replaced by {})",
+    ["method", "endpoint"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=REGISTRY,
+)
+WEBHOOK_TO_ROOM_READY = Histogram(
+    "sealroom_webhook_to_room_ready_seconds",
+    "From an accepted webhook to its room created with the agent invited",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0),
+    registry=REGISTRY,
+)
+UNDECRYPTABLE = Counter(
+    "sealroom_undecryptable_events_total",
+    "Room events the bot could not decrypt, by cause",
+    ["cause"],
+    registry=REGISTRY,
+)
+CLUSTER_LEADER = Gauge(
+    "sealroom_cluster_leader",
+    "1 while this instance runs the bot (holds the cluster lock), else 0",
+    ["instance"],
+    registry=REGISTRY,
+)
+
+
+async def watch_loop_lag(interval: float = 0.25) -> None:
+    """Sleep `interval` again and again; how much later than asked we wake is the loop's lag."""
+    import asyncio
+    import time
+
+    while True:
+        started = time.monotonic()
+        await asyncio.sleep(interval)
+        LOOP_LAG.observe(max(time.monotonic() - started - interval, 0.0))
+
+
+def set_job_queue(stats: dict[str, tuple[int, float]]) -> None:
+    """Set the queue gauges from {action: (count, oldest age in seconds)}; absent means 0."""
+    for action in set(stats) | _seen_actions:
+        count, age = stats.get(action, (0, 0.0))
+        JOB_QUEUE_DEPTH.labels(action).set(count)
+        JOB_OLDEST_AGE.labels(action).set(age)
+    _seen_actions.update(stats)
+
+
+_seen_actions: set[str] = set()

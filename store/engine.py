@@ -68,6 +68,12 @@ class Database:
         where = f"{url.host or 'localhost'}:{url.port or 5432}"
         return f"PostgreSQL at {where} (database {url.database}, user {url.username})"
 
+    def libpq_url(self) -> str:
+        """The PostgreSQL URL for libpq (psycopg2): no SQLAlchemy driver name. Holds the
+        password: never log it."""
+        url = make_url(self.url).set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
+
     async def check(self, timeout: float = 15.0) -> None:
         """Connect once, so that a wrong URL or a database that is down is one clear message.
 

@@ -178,3 +178,17 @@ async def outstanding(db: AsyncSession, session_id: str, action: str, now: datet
         )
     )
     return result.first() is not None
+
+
+async def queue_stats(db: AsyncSession, now: datetime) -> dict[str, tuple[int, float]]:
+    """{action: (jobs waiting or running, age of the oldest in seconds)}."""
+    result = await db.execute(
+        select(Job.action, func.count(), func.min(Job.created_at))
+        .where(Job.state.in_(("pending", "running")))
+        .group_by(Job.action)
+    )
+    stats: dict[str, tuple[int, float]] = {}
+    for action, count, oldest in result.all():
+        age = max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
+        stats[str(action)] = (int(count), age)
+    return stats

@@ -4,7 +4,11 @@ Design answers to MATRIX-NOTES.md:
 - one device for life: log in once, keep `bot.json` beside nio's crypto store, then
   `restore_login()`; never log out on shutdown; a file lock stops a second process using it;
 - nio's `store_sync_tokens` saves the token *before* handling to-device events, so sealroom keeps
-  its own token and writes it only after a sync response is fully handled (hooks included);
+  its own token and writes it only after a sync response is fully handled (hooks included), into
+  the crypto store after the keys of that response (bridge.matrix.crypto_store);
+- nio ignores a sync response whose `next_batch` equals the token it has, so the saved token is
+  given to the first sync as `since` and never set on the client: after a restart with nothing
+  new, the first (full-state) sync still tells nio every room;
 - the crypto store's pickle key comes from the config (or a generated file), never "DEFAULT_KEY";
 - nio's error values become exceptions at this seam (bridge.matrix.failures).
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,7 +47,7 @@ from bridge import metrics
 from bridge.errors import HomeserverUnavailable, MatrixRequestFailed, MatrixServerUnreachable
 from bridge.ids import UserID, server_of
 from bridge.logs import register_secret
-from bridge.matrix import nio_compat
+from bridge.matrix import crypto_store, nio_compat
 from bridge.matrix.device_files import DeviceFiles, SavedLogin
 from bridge.matrix.failures import (
     raise_for_error,
@@ -64,6 +69,8 @@ MessageReceived = Callable[
 SenderTrust = Callable[[str, str | None], Awaitable[bool]]  # sender, sender's curve25519 key
 ClientReady = Callable[[AsyncClient], None]
 SyncHandled = Callable[[SyncResponse], Awaitable[None]]
+# Why this process may not act for the bot right now (a deposed cluster leader), or None.
+Fence = Callable[[], str | None]
 
 SYNC_TIMEOUT_MS = 25_000
 SYNC_STALE_SECONDS = 90.0
@@ -82,12 +89,38 @@ class BotSettings:
     request_timeout: float = 30.0
 
 
+_LITERAL_SEGMENT = re.compile(r"[_a-z][A-Za-z0-9_.]{0,39}")
+
+
+def endpoint_template(path: str) -> str:
+    """A request path with every ID, token and number replaced by {} (bounded label values)."""
+    segments = path.split("?", 1)[0].split("/")
+    return "/".join(s if not s or _LITERAL_SEGMENT.fullmatch(s) else "{}" for s in segments)
+
+
+def _observe_request(method: str, path: str, seconds: float) -> None:
+    metrics.HOMESERVER_LATENCY.labels(method.upper(), endpoint_template(path)).observe(seconds)
+
+
 class BotClient:
     """Owns the nio client, its login and its sync loop."""
 
-    def __init__(self, settings: BotSettings) -> None:
+    def __init__(
+        self,
+        settings: BotSettings,
+        *,
+        crypto_database: crypto_store.OpenDatabase | None = None,
+        fence: Fence | None = None,
+        use_file_lock: bool = True,
+    ) -> None:
+        """`crypto_database` opens the crypto store's database (default: SQLite in data_dir);
+        `fence` is asked before every request; `use_file_lock` is off when a cluster lock
+        already keeps other processes off the device."""
         self.settings = settings
         self.files = DeviceFiles(settings.data_dir)
+        self.crypto_database = crypto_database or crypto_store.sqlite_database
+        self.fence = fence
+        self.use_file_lock = use_file_lock
         self.client: AsyncClient | None = None
         self.on_member_joined: MemberJoined | None = None
         self.on_member_left: MemberJoined | None = None
@@ -97,6 +130,7 @@ class BotClient:
         self.synced = asyncio.Event()
         self.last_sync_monotonic: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self._resume_token: str | None = None
         self._stopping = False
         self._client_ready: list[ClientReady] = []
         self._sync_handled: list[SyncHandled] = []
@@ -129,7 +163,10 @@ class BotClient:
             BotAlreadyRunning: another process uses this bot device.
         """
         nio_compat.check_nio_version()
-        self.files.lock()
+        if self.use_file_lock:
+            self.files.lock()
+        else:
+            self.files.prepare()
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="sealroom-bot-sync")
 
@@ -139,8 +176,7 @@ class BotClient:
         if self._task is not None:
             await cancel_and_wait(self._task)
             self._task = None
-        if self.client is not None:
-            await self.client.close()
+        await self._drop_client()
         self.files.unlock()
         self.synced.clear()
 
@@ -157,6 +193,8 @@ class BotClient:
         delay = 1.0
         while not self._stopping:
             try:
+                if self._store_broken():
+                    await self._drop_client()
                 if self.client is None or not self.client.logged_in:
                     await self._login()
                 await self._sync_forever()
@@ -170,6 +208,18 @@ class BotClient:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
+    def _store_broken(self) -> bool:
+        writer = crypto_store.writer_of(self.client.store if self.client is not None else None)
+        return writer is not None and writer.failed is not None
+
+    async def _drop_client(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            await client.close()
+            writer = crypto_store.writer_of(client.store)
+            if writer is not None:
+                await asyncio.to_thread(writer.close)
+
     async def _new_client(self, device_id: str | None) -> AsyncClient:
         config = AsyncClientConfig(
             encryption_enabled=True,
@@ -177,6 +227,7 @@ class BotClient:
             pickle_key=await self.files.pickle_key(self.settings.pickle_key),
             max_timeouts=2,
             request_timeout=int(self.settings.request_timeout),
+            store=crypto_store.store_class(self.crypto_database, self._store_failed),
         )
         return AsyncClient(
             self.settings.homeserver_url,
@@ -189,9 +240,9 @@ class BotClient:
     async def _login(self) -> None:
         client = await self._logged_in_client()
         try:
-            token = await self.files.load_sync_token()
-            if token:
-                client.next_batch = token
+            nio_compat.around_requests(client, self._before_request, _observe_request)
+            saved = client.store.load_sync_token() if client.store is not None else None
+            self._resume_token = saved or await self.files.load_sync_token()
             client.add_event_callback(self._member_event, RoomMemberEvent)
             client.add_event_callback(self._message_event, RoomMessageText)
             for ready in self._client_ready:
@@ -200,6 +251,21 @@ class BotClient:
             await client.close()
             raise
         self.client = client
+
+    async def _before_request(self) -> None:
+        """Before anything leaves: this process may still act, and the crypto state is saved."""
+        reason = self.fence() if self.fence is not None else None
+        if reason is not None:
+            raise HomeserverUnavailable(reason)
+        client = self.client
+        writer = crypto_store.writer_of(client.store if client is not None else None)
+        if writer is not None:
+            await writer.flush()
+
+    def _store_failed(self, err: BaseException) -> None:
+        """A crypto write failed: every request now fails, and the sync loop starts a new
+        client from what the store holds (state that was never saved is never used)."""
+        log.error("bot.crypto_store_failed", error=type(err).__name__)
 
     async def _logged_in_client(self) -> AsyncClient:
         """Restore the saved login; else log in once (token or password) and save it."""
@@ -255,20 +321,28 @@ class BotClient:
             response = await client.sync(
                 timeout=0 if first else SYNC_TIMEOUT_MS,
                 full_state=first,
-                since=client.next_batch or None,
+                since=client.next_batch or self._resume_token or None,
             )
             if isinstance(response, SyncError):
                 raise_for_error(response, "syncing")
             for handled in self._sync_handled:
                 await handled(response)
-            # Only now is everything in this response handled (to-device keys saved by nio):
-            # the token may move on.
-            await self.files.save_sync_token(client.next_batch)
+            # Only now is everything in this response handled: the token may move on, committed
+            # after the keys of this response.
+            await self._save_sync_token(client)
             self.last_sync_monotonic = time.monotonic()
             if first:
                 log.info("bot.synced", device_id=client.device_id, rooms=len(client.rooms))
                 first = False
             self.synced.set()
+
+    async def _save_sync_token(self, client: AsyncClient) -> None:
+        """Into the crypto store, behind the keys of the response it ends."""
+        writer = crypto_store.writer_of(client.store)
+        if writer is None or client.store is None:
+            raise HomeserverUnavailable("the bot's crypto store is not open")
+        client.store.save_sync_token(client.next_batch)
+        await writer.flush()
 
     def require_client(self) -> AsyncClient:
         """The logged-in nio client.

@@ -2,14 +2,15 @@
 
 - `bot.lock`: held while the bot runs; two processes on one device would fork its Olm account.
 - `bot.json`: the one login (user, device, access token); logging in again makes a new device.
-- `sync.json`: our own sync token, written only once a sync response is fully handled.
+- `sync.json`: the sync token of versions before the token moved into the crypto store (read
+  once, as a fallback, when the store has none).
 - `keys.json`: when the fallback key was last uploaded.
 - `backup.json`: which of the bot's Megolm sessions are already in the key backup.
 - `pickle.key`: the crypto store's key, generated only when the config gives none.
 - `crypto/`: nio's own store (SQLite), opened by nio.
 
 Writes are atomic and durable (write, fsync, rename), owner-only (they hold the device's token),
-and run in a thread: `sync.json` is written after every sync.
+and run in a thread.
 """
 
 from __future__ import annotations
@@ -73,6 +74,11 @@ class DeviceFiles:
             handle.close()
             raise BotAlreadyRunning() from None
         self._lock_file = handle
+        self.prepare()
+
+    def prepare(self) -> None:
+        """The directories (0700), without the lock (a cluster lock guards the device)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o700)
 
@@ -140,11 +146,9 @@ class DeviceFiles:
         )
 
     async def load_sync_token(self) -> str | None:
+        """The token an older version saved here (now it is in the crypto store)."""
         saved = await self._read("sync.json")
         return str(saved["next_batch"]) if saved and saved.get("next_batch") else None
-
-    async def save_sync_token(self, next_batch: str | None) -> None:
-        await self._write("sync.json", {"next_batch": next_batch})
 
     async def fallback_uploaded_at(self) -> float | None:
         if not self._fallback_loaded:

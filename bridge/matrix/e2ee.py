@@ -34,6 +34,7 @@ from nio import (
 )
 from nio.crypto import OlmDevice
 
+from bridge import metrics
 from bridge.errors import HomeserverUnavailable, SealroomError
 from bridge.matrix import identity, nio_compat, trust
 from bridge.matrix.client import BotClient
@@ -169,7 +170,13 @@ class EncryptionManager:
         event.room_id = room.room_id
         if len(self._undecrypted) < MAX_UNDECRYPTED:
             self._undecrypted[event.event_id] = event
-        log.info("bot.undecryptable", room_id=room.room_id, event_id=event.event_id)
+        machine = CryptoMachine.of(self.bot.require_client())
+        known = machine is not None and machine.has_inbound_session(
+            room.room_id, event.sender_key, event.session_id
+        )
+        cause = "undecryptable" if known else "unknown_session"
+        metrics.UNDECRYPTABLE.labels(cause).inc()
+        log.info("bot.undecryptable", room_id=room.room_id, event_id=event.event_id, cause=cause)
 
     async def _retry_decryption(self) -> None:
         client = self.bot.require_client()

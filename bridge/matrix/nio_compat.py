@@ -83,6 +83,31 @@ def guard_share_errors(client: AsyncClient, on_failure: Callable[[], None]) -> N
     client.receive_response = receive_response
 
 
+def around_requests(
+    client: AsyncClient,
+    before: Callable[[], Awaitable[None]],
+    after: Callable[[str, str, float], None],
+) -> None:
+    """Await `before()` ahead of every request nio makes (it may raise to refuse the request),
+    and call `after(method, path, seconds)` once it is answered.
+
+    Wraps `AsyncClient.send`, which every nio API call goes through: the crypto store is
+    flushed there (nothing leaves before the state it depends on is saved) and a deposed
+    cluster leader is stopped there.
+    """
+    original = client.send
+
+    async def send(method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        await before()
+        started = time.monotonic()
+        try:
+            return await original(method, path, *args, **kwargs)
+        finally:
+            after(method, path, time.monotonic() - started)
+
+    client.send = send
+
+
 def route_trust_to_policy(client: AsyncClient, excluded: Callable[[str, str], bool]) -> None:
     """nio skips 'blacklisted' devices when it shares a room key: let our policy decide.
 
@@ -140,6 +165,9 @@ class CryptoMachine:
     def own_group_session(self, room_id: str, session_id: str) -> Any | None:
         """One of the bot's own inbound Megolm sessions (opaque; for `forward_room_key`)."""
         return self._olm.inbound_group_store.get(room_id, self.curve25519, session_id)
+
+    def has_inbound_session(self, room_id: str, sender_key: str, session_id: str) -> bool:
+        return self._olm.inbound_group_store.get(room_id, sender_key, session_id) is not None
 
     def export_own_session(self, room_id: str, session_id: str) -> tuple[int, str] | None:
         """(first known index, session key exported at it), for the key backup."""

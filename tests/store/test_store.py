@@ -447,3 +447,11 @@ async def test_outstanding_counts_due_running_and_retrying_jobs_not_later_ones(
         other_action = await store.jobs.outstanding(tx, session_id, "invite", NOW)
 
     assert (later_only, due, other_action) == (False, True, False)
+
+
+def test_the_head_read_from_the_files_is_alembics_head() -> None:
+    """Start-up skips Alembic when the database is at this head: it must be Alembic's own."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(store.migrate._alembic_config())
+    assert store.migrate.head_revision() == script.get_current_head()

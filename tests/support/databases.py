@@ -84,3 +84,24 @@ async def migrated_database(backend: str, folder: Path) -> AsyncIterator[Databas
         stack.push_async_callback(database.close)
         await asyncio.wait_for(store.migrate.upgrade_to_head(database), 30)
         yield database
+
+
+PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres_database(prefix: str = "sealroom_test") -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database (its SQLAlchemy URL), dropped afterwards; skipped with
+    the reason when PostgreSQL is unreachable. For what a schema cannot isolate: several
+    processes, or the cluster's own schema."""
+    reason = await postgres_unreachable()
+    if reason:
+        pytest.skip(reason)
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

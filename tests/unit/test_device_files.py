@@ -30,18 +30,22 @@ def test_a_second_lock_on_the_same_directory_is_refused(tmp_path: Path) -> None:
     assert (tmp_path / "data" / "crypto").is_dir()
 
 
-async def test_login_and_sync_token_round_trip_in_owner_only_files(tmp_path: Path) -> None:
+async def test_login_round_trips_in_an_owner_only_file(tmp_path: Path) -> None:
     files = DeviceFiles(tmp_path)
     assert await files.load_login() is None
-    assert await files.load_sync_token() is None
     login = SavedLogin("@bot:example.org", "DEVICE", "syt_secret")
     await files.save_login(login)
-    await files.save_sync_token("s72_1")
     assert await DeviceFiles(tmp_path).load_login() == login
-    assert await DeviceFiles(tmp_path).load_sync_token() == "s72_1"
     assert _mode(tmp_path / "bot.json") == 0o600
-    assert _mode(tmp_path / "sync.json") == 0o600
     assert not list(tmp_path.glob("*.tmp"))
+
+
+async def test_the_sync_token_of_an_older_version_is_still_read(tmp_path: Path) -> None:
+    """The token now lives in the crypto store; an upgrade resumes from the old sync.json."""
+    files = DeviceFiles(tmp_path)
+    assert await files.load_sync_token() is None
+    (tmp_path / "sync.json").write_text('{"next_batch": "s72_1"}')
+    assert await DeviceFiles(tmp_path).load_sync_token() == "s72_1"
 
 
 async def test_pickle_key_is_configured_or_generated_once(tmp_path: Path) -> None:
