@@ -66,7 +66,8 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def spread(values: Sequence[float]) -> str:
-    return f"median {statistics.median(values):.4g} (min {min(values):.4g}, max {max(values):.4g}, n={len(values)})"
+    middle = statistics.median(values)
+    return f"median {middle:.4g} (min {min(values):.4g}, max {max(values):.4g}, n={len(values)})"
 
 
 def report(
@@ -265,9 +266,7 @@ class Stack:
 
     # -- users ---------------------------------------------------------------------------------
 
-    async def user(
-        self, name: str, *, sync: bool = True, devices: int = 1
-    ) -> MatrixUser:
+    async def user(self, name: str, *, sync: bool = True, devices: int = 1) -> MatrixUser:
         """A fresh account whose devices are all cross-signed (verified by their owner, as
         Element does at login, which sealroom's default strict trust requires)."""
         self._count += 1
@@ -345,7 +344,8 @@ class Stack:
 
     async def raw_create_room(self, invite: Sequence[str] = ()) -> str:
         """The bare bot's createRoom: private, encrypted from the start, `invite` in the call."""
-        assert self.bot is not None and self.http is not None
+        assert self.bot is not None
+        assert self.http is not None
         body = {
             "preset": "private_chat",
             "visibility": "private",

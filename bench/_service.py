@@ -30,7 +30,8 @@ async def _probe(path: str) -> None:
             lags.append(max(0.0, (now - before - TICK) * 1000))
             if now - last_flush >= FLUSH:
                 lag_text = ",".join(f"{lag:.2f}" for lag in lags)
-                out.write(f"{time.time():.3f} {time.thread_time():.4f} {time.process_time():.4f} {lag_text}\n")
+                cpu = f"{time.thread_time():.4f} {time.process_time():.4f}"
+                out.write(f"{time.time():.3f} {cpu} {lag_text}\n")
                 out.flush()
                 lags = []
                 last_flush = now

@@ -26,7 +26,8 @@ async def run(args: argparse.Namespace) -> int:
 
     async def body(stack: Stack) -> int:
         agent, bot = stack.agent, stack.bot
-        assert agent is not None and bot is not None
+        assert agent is not None
+        assert bot is not None
 
         def new_invite(known: set[str]) -> str | None:
             fresh = set(agent.client.invited_rooms) - known

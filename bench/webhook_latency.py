@@ -38,7 +38,11 @@ async def run(args: argparse.Namespace) -> int:
                         rooms.append(time.perf_counter() - started)
             ours.append(statistics.median(hooks) * 1000)
             base.append(statistics.median(rooms) * 1000)
-            print(f"   rep {rep + 1}: webhook p50 {ours[-1]:.2f} ms  createRoom p50 {base[-1]:.2f} ms", flush=True)
+            print(
+                f"   rep {rep + 1}: webhook p50 {ours[-1]:.2f} ms  "
+                f"createRoom p50 {base[-1]:.2f} ms",
+                flush=True,
+            )
         _common.report(
             "row 1: webhook accepted (durable 201) p50 vs raw createRoom p50",
             "webhook 201 p50",
