@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -25,6 +25,8 @@ from store import Database, Invite, SecureSession, Transaction
 log = structlog.stdlib.get_logger(__name__)
 
 TOKEN_BYTES = 32
+# How long an invitation waits for its room before checking on it anyway.
+ROOM_WAIT = timedelta(seconds=60)
 
 
 def mint_token() -> str:
@@ -158,6 +160,9 @@ class InviteService:
                 Action.INVITE,
                 now,
                 session_id=session.id,
+                # Before the room exists the job waits for it: the room's creation invites the
+                # customer or makes this job due; the delay is only a safety net.
+                run_after=now if session.room_id else now + ROOM_WAIT,
                 # No dedupe key: the guarded consume above already lets one spending through,
                 # and a link released after a failed invitation may be spent again.
                 params={"user_id": user_id, "invite_id": invite.id},
