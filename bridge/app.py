@@ -235,6 +235,7 @@ class App:
             self._identity_task = None
         await self.web.stop()
         await self.jobs.stop()
+        await self.e2ee.finish_backups()
         for system in self.ticket_systems.values():
             await system.close()
         await self.bot.stop()

@@ -153,6 +153,11 @@ class InviteService:
             invite, session = await self.valid(db, token)
             if not await store.invites.consume(db, invite.id, user_id, now):
                 raise InviteGone()
+            # Read again, locked: the room's creation either sees the job added below or is
+            # seen by it (then the job is due at once), never neither.
+            locked = await store.sessions.get(db, session.id, for_update=True)
+            assert locked is not None
+            session = locked
             session.customer_user_id = user_id
             session.updated_at = now
             await schedule(

@@ -115,7 +115,8 @@ class RoomJobs:
         )
         now = self.clock()
         async with self.database.transaction() as db:
-            fresh = await store.sessions.get(db, session.id)
+            # Locked: an invitation added meanwhile either is made due below or sees the room.
+            fresh = await store.sessions.get(db, session.id, for_update=True)
             assert fresh is not None
             fresh.room_id = room_id
             fresh.updated_at = now
