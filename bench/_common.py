@@ -283,9 +283,13 @@ class Stack:
         keys: CrossSigning = await cross_sign(user)
         user.cross_signing = keys
         if devices > 1:
-            await asyncio.gather(
-                *(self._extra_device(user, localpart, keys, n) for n in range(devices - 1))
-            )
+            slots = asyncio.Semaphore(4)  # a login hashes the password: Synapse is slow at it
+
+            async def extra(n: int) -> None:
+                async with slots:
+                    await self._extra_device(user, localpart, keys, n)
+
+            await asyncio.gather(*(extra(n) for n in range(devices - 1)))
         if not sync:
             await user.stop()
         return user
@@ -295,13 +299,19 @@ class Stack:
     ) -> None:
         """Another logged-in device of `owner`, with its keys and one-time keys uploaded,
         cross-signed, then left idle (it exists for the sender to encrypt to)."""
-        device = await MatrixUser.create(
-            self.synapse.url,
-            self.synapse,
-            localpart,
-            self.folder / "nio" / f"{localpart}-d{n}",
-            password=owner.password,
+        store_dir = self.folder / "nio" / f"{localpart}-d{n}"
+        store_dir.mkdir(parents=True)
+        config = nio.AsyncClientConfig(
+            encryption_enabled=True, store_sync_tokens=False, pickle_key=f"bench-{n}"
         )
+        client = nio.AsyncClient(
+            self.synapse.url, owner.user_id, store_path=str(store_dir), config=config
+        )
+        login = await client.login(owner.password, device_name=f"bench device {n}")
+        if not isinstance(login, nio.LoginResponse):
+            await client.close()
+            raise RuntimeError(f"login of another device of {owner.user_id}: {login}")
+        device = MatrixUser(client, owner.password)
         try:
             await device.start()
             await device.wait_until(
