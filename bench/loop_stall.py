@@ -39,7 +39,7 @@ async def run(args: argparse.Namespace) -> int:
         for rep in range(reps):
             started_wall = time.time()
             started = time.perf_counter()
-            await asyncio.gather(*(room_flow(stack, customers[i % members]) for i in range(rooms)))
+            await asyncio.gather(*(room_flow(stack, customers[i % members], args.timeout) for i in range(rooms)))
             elapsed = time.perf_counter() - started
             ended_wall = time.time()
             await asyncio.sleep(0.5)
@@ -72,7 +72,7 @@ async def run(args: argparse.Namespace) -> int:
     return await _common.with_stack(body)
 
 
-async def room_flow(stack: Stack, customer: MatrixUser) -> None:
+async def room_flow(stack: Stack, customer: MatrixUser, timeout: float) -> None:
     """Webhook, redeem, join once invited, until the bot's notice is in the room."""
     assert stack.http is not None
     token = await stack.open_ticket(f"S-{secrets.token_hex(5)}")
@@ -84,7 +84,7 @@ async def room_flow(stack: Stack, customer: MatrixUser) -> None:
     alias = str(data["room_alias"])
     base = f"{stack.synapse.url}/_matrix/client/v3"
     headers = {"Authorization": f"Bearer {customer.client.access_token}"}
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout
     room_id = ""
     while not room_id:
         async with stack.http.post(
@@ -113,4 +113,7 @@ if __name__ == "__main__":
     parser.add_argument("--rooms", type=int, default=50, help="rooms per burst")
     parser.add_argument("--members", type=int, default=5, help="distinct customers")
     parser.add_argument("--devices", type=int, default=20, help="devices of each customer")
+    parser.add_argument(
+        "--timeout", type=float, default=240, help="seconds each room may take (default 240)"
+    )
     sys.exit(_common.main(run, parser.parse_args()))
