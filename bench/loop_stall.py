@@ -39,7 +39,9 @@ async def run(args: argparse.Namespace) -> int:
         for rep in range(reps):
             started_wall = time.time()
             started = time.perf_counter()
-            await asyncio.gather(*(room_flow(stack, customers[i % members], args.timeout) for i in range(rooms)))
+            await asyncio.gather(
+                *(room_flow(stack, customers[i % members], args.timeout) for i in range(rooms))
+            )
             elapsed = time.perf_counter() - started
             ended_wall = time.time()
             await asyncio.sleep(0.5)
