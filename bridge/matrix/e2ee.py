@@ -6,8 +6,9 @@ Design answers to MATRIX-NOTES.md, hooked into the client's sync:
 - nio never retries decryption: undecryptable events are kept and retried after each sync;
 - nio answers only its own user's key requests: members' devices get re-shared keys here;
 - before each send the members' devices are re-queried (one who just joined with a fresh device
-  gets the key), the trust policy (bridge.matrix.trust) decides who gets it, excluded devices
-  hear why (m.room_key.withheld), and the room key goes into the bot's key backup.
+  gets the key) and the trust policy (bridge.matrix.trust) decides who gets it, from one
+  /keys/query; excluded devices hear why (m.room_key.withheld), and the room key goes into the
+  bot's key backup in the background, off the send's critical path.
 nio's internals are reached only through bridge.matrix.nio_compat.
 """
 
