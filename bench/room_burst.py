@@ -6,7 +6,8 @@ concurrency 16.
 sealroom: `rooms` webhooks from `concurrency` senders; the clock stops when the agent's client
 has seen the invitation to every new room (each room is created with the agent invited). Baseline:
 the bare bot's `rooms` createRoom calls (agent in `invite`, encrypted) at the same concurrency,
-until the agent has seen every invitation. Target: ratio of rooms/s >= 0.95.
+until the agent has seen every invitation. sealroom runs with `jobs.concurrency` set to
+`concurrency` too. Target: ratio of rooms/s >= 0.95.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ async def run(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return await _common.with_stack(body)
+    # As many room creations at once as the baseline's callers (the product's default is 4).
+    return await _common.with_stack(body, jobs={"concurrency": args.concurrency})
 
 
 if __name__ == "__main__":
