@@ -120,14 +120,6 @@ async def run_now(db: Transaction, session_id: str, action: Action, now: datetim
     await store.jobs.make_due(db, session_id, action.value, now)
 
 
-async def done_elsewhere(
-    db: Transaction, session_id: str, action: Action, user_id: str, now: datetime
-) -> list[int]:
-    """A session's waiting jobs of one kind for `user_id` were done by another step (an
-    invitation made inside createRoom): they will not run. Their ids."""
-    return await store.jobs.finish_waiting(db, session_id, action.value, user_id, now)
-
-
 async def running(db: Transaction, session_id: str, action: Action) -> bool:
     """Whether a job of `action` for the session is being carried out right now (a waiting one
     has not looked at the session yet, so it will see what changed)."""

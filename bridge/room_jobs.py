@@ -15,14 +15,13 @@ import store.audit
 import store.sessions
 from bridge import notices
 from bridge.errors import MatrixRequestFailed
-from bridge.ids import RoomID, UserID, parse_user_id, server_of
+from bridge.ids import RoomID, UserID, parse_user_id
 from bridge.invites import InviteService
 from bridge.jobs import (
     Action,
     JobContext,
     JobRunner,
     RetryLater,
-    done_elsewhere,
     run_now,
     running,
     schedule,
@@ -93,22 +92,13 @@ class RoomJobs:
             "integration": session.integration,
         }
         agent = UserID(session.agent_user_id) if session.agent_user_id else None
-        # A customer of our own homeserver who redeemed before the room existed is invited
-        # inside createRoom, as a bare client would, not by a second request after it. A remote
-        # one keeps its own invite job: a refusal by their server must not fail the room.
-        customer = session.customer_user_id
-        early = (
-            UserID(customer)
-            if customer and server_of(UserID(customer)) == settings.server_name
-            else None
-        )
         room_id = await self.rooms.create_secure_room(
             RoomSpec(
                 alias_localpart=room_alias_localpart(session.id),
                 name=settings.name_template.format(**fields),
                 topic=settings.topic_template.format(**fields),
                 session_id=session.id,
-                invite=tuple(user for user in (agent, early) if user),
+                invite=(agent,) if agent else (),
                 agent_user_id=agent,
                 room_version=settings.room_version,
             )
@@ -122,17 +112,6 @@ class RoomJobs:
             fresh.updated_at = now
             await self.sessions.opened(db, fresh, now)
             store.audit.record(db, now, "room.created", session_id=session.id, room_id=room_id)
-            if early is not None:
-                for job_id in await done_elsewhere(db, session.id, Action.INVITE, early, now):
-                    store.audit.record(
-                        db,
-                        now,
-                        "member.invited",
-                        session_id=session.id,
-                        actor=self.rooms.bot_user_id,
-                        user_id=early,
-                        job_id=job_id,
-                    )
             # The invitations that waited for the room (see InviteService.consume) go now.
             await run_now(db, session.id, Action.INVITE, now)
         log.info(

@@ -144,25 +144,6 @@ async def make_due(db: AsyncSession, session_id: str, action: str, now: datetime
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def finish_waiting(
-    db: AsyncSession, session_id: str, action: str, user_id: str, now: datetime
-) -> list[int]:
-    """Mark done a session's pending jobs of `action` for `user_id` (done by someone else, for
-    example an invitation sent inside createRoom); their ids."""
-    result = await db.execute(
-        select(Job).where(
-            Job.session_id == session_id, Job.action == action, Job.state == "pending"
-        )
-    )
-    done = []
-    for job in result.scalars():
-        if job.params.get("user_id") == user_id:
-            job.state = "done"
-            job.updated_at = now
-            done.append(job.id)
-    return done
-
-
 async def save_checkpoint(
     db: AsyncSession, job_id: int, checkpoint: dict[str, Any], now: datetime
 ) -> None:

@@ -105,25 +105,6 @@ async def test_an_invitation_waits_for_the_room_without_failing_first(
     assert world.rooms.called("invite") == [(room_id, CUSTOMER_ID)]
 
 
-async def test_a_local_customer_who_redeemed_early_is_invited_inside_create_room(
-    ticket: OpenTicket,
-) -> None:
-    world, opened = ticket
-    local_customer = "@carol:example.org"
-    world.accounts.existing.add(local_customer)
-    await world.invites.redeem(opened.token, local_customer)
-
-    assert await world.run_due() == ["create_room"]
-
-    [(spec,)] = world.rooms.called("create_secure_room")
-    assert spec.invite == (UserID(AGENT_ID), UserID(local_customer))
-    assert world.rooms.called("invite") == []  # no second request
-    assert await world.jobs(Action.INVITE) == []
-    [invited] = await world.audit("member.invited")
-    assert invited.detail["user_id"] == local_customer
-    assert local_customer in world.rooms.rooms[world.rooms.room_id_for(spec)]
-
-
 async def test_create_room_does_nothing_when_the_room_exists_or_the_session_closes(
     room: OpenRoom,
 ) -> None:
