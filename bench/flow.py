@@ -1,6 +1,9 @@
 """End-to-end timing: a bare nio bot versus sealroom, on one local Synapse, round by round.
 
-    python bench/flow.py [--rounds N]
+    python bench/flow.py [--rounds N] [--quick]
+
+Row 4 of bench/README.md (target: ratio <= 1.10). The sealroom measured is the one on PYTHONPATH
+when it is set (``PYTHONPATH=/other/checkout python bench/flow.py``), else this checkout.
 
 Each round measures both flows once, in alternating order (so neither always runs on a warmer
 Synapse), each with a fresh customer account and device:
@@ -25,6 +28,7 @@ import asyncio
 import contextlib
 import io
 import math
+import os
 import resource
 import secrets
 import signal
@@ -40,9 +44,12 @@ import aiohttp
 import nio
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python bench/flow.py` from a checkout
+if os.environ.get("PYTHONPATH"):  # the code measured comes from PYTHONPATH; tests/support too
+    sys.path.append(str(ROOT))
+elif str(ROOT) not in sys.path:  # `python bench/flow.py` from a checkout
     sys.path.insert(0, str(ROOT))
 
+import bridge  # noqa: E402
 from bridge import logs  # noqa: E402
 from bridge.app import App  # noqa: E402
 from bridge.config import parse  # noqa: E402
@@ -311,7 +318,13 @@ async def run(rounds: int) -> int:
         )
     )
     ratio = statistics.median(seal) / statistics.median(base)
-    print(f"ratio sealroom/baseline of the medians: {ratio:.2f}")
+    per_round = sorted(s / b for s, b in zip(seal, base, strict=True))
+    print(
+        f"ratio sealroom/baseline of the medians: {ratio:.3f}x   (per round: median "
+        f"{statistics.median(per_round):.3f}, min {per_round[0]:.3f}, max {per_round[-1]:.3f})"
+    )
+    print(f"target: ratio <= 1.10  {'MET' if ratio <= 1.10 else 'MISSED'}")
+    print(f"measured code: {Path(bridge.__file__).resolve().parents[1]}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(
         f"RSS of this process (sealroom service + bench clients; Synapse not included): "
@@ -328,7 +341,10 @@ def main(argv: list[str] | None = None) -> int:
         default=10,
         help=f"rounds to measure, 1..{MAX_ROUNDS} (default 10)",
     )
+    parser.add_argument("--quick", action="store_true", help="3 rounds, for a smoke run")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds = 3
     if not 1 <= args.rounds <= MAX_ROUNDS:
         parser.error(f"--rounds must be between 1 and {MAX_ROUNDS}")
 

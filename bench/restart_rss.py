@@ -4,7 +4,7 @@
 
 One local Synapse; one sealroom process (`python -m bridge run`, SQLite) is given `--sessions`
 webhooks (concurrency 16) and runs until every session has its room and no job is left. A bare
-matrix-nio device of the same bot account (bench/restart_nio_child.py) is then in the same
+matrix-nio device of the same bot account (bench/_restart_nio_child.py) is then in the same
 rooms. Each repetition, interleaved:
 
 - row 9, restart to ready: sealroom is stopped (SIGTERM) and started again, timed from the spawn
@@ -50,7 +50,7 @@ from tests.support.service_process import ServiceProcess  # noqa: E402
 
 CONCURRENCY = 16
 SETTLE_SECONDS = 3.0
-NIO_CHILD = ROOT / "bench" / "restart_nio_child.py"
+NIO_CHILD = ROOT / "bench" / "_restart_nio_child.py"
 
 
 def rss_mib(pid: int) -> float:
@@ -249,7 +249,12 @@ def main() -> int:
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--before-src", type=Path, default=None)
     parser.add_argument("--budget", type=float, default=3600.0, help="seconds for the whole run")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: 100 sessions, 3 repetitions"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.sessions = 100
     if not 1 <= args.sessions <= 5000 or not 3 <= args.repetitions <= 20:
         parser.error("--sessions 1..5000 and --repetitions 3..20")
 

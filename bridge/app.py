@@ -371,6 +371,7 @@ class App:
             await self.metrics_web.stop()
         # A deposed leader cuts its jobs short: the new leader runs them again.
         await self.jobs.stop(grace=0 if self.fatal.is_set() else 10.0)
+        await self.e2ee.finish_backups()
         for system in self.ticket_systems.values():
             await system.close()
         await self.bot.stop()

@@ -90,40 +90,48 @@ class DeliveryService:
         raise RuntimeError("could not record the webhook after concurrent retries")
 
     async def _open_once(self, delivery: Delivery, request: OpenRequest) -> WebhookOutcome:
+        """In a transaction shared with concurrent webhooks: one commit (one fsync) for all."""
         now = self.sessions.clock()
-        async with self.database.transaction() as db:
-            replay = await self._replay(db, delivery)
-            if replay is not None:
-                return replay
-            session, reused = await self.sessions.open_or_reuse(
-                db, delivery.integration, request, now
-            )
-            invite, token = await self.invites.issue(db, session, now)
-            await schedule_link_reply(
-                db,
-                self.sessions.settings.ticket_updates,
-                self.sealer,
-                session,
-                invite.id,
-                invite_url(self.public_base_url, token),
-                invite.expires_at,
-                now,
-            )
-            kind = OutcomeKind.REUSED if reused else OutcomeKind.CREATED
-            body = {
-                "session_id": session.id,
-                "expires_at": invite.expires_at.isoformat(),
-                "session_expires_at": session.expires_at.isoformat(),
-                "state": session.state,
-            }
-            self._record(db, delivery, now, kind, body)
-        log.info(
-            "session.reused" if reused else "session.opened",
-            session_id=session.id,
-            ticket_ref=request.ticket_ref,
-            integration=delivery.integration,
+        outcome, session_id = await self.database.in_group_commit(
+            lambda db: self._open_in(db, delivery, request, now)
         )
-        return WebhookOutcome(kind, body, invite_token=token)
+        if session_id is not None:
+            log.info(
+                "session.reused" if outcome.kind == OutcomeKind.REUSED else "session.opened",
+                session_id=session_id,
+                ticket_ref=request.ticket_ref,
+                integration=delivery.integration,
+            )
+        return outcome
+
+    async def _open_in(
+        self, db: Transaction, delivery: Delivery, request: OpenRequest, now: datetime
+    ) -> tuple[WebhookOutcome, str | None]:
+        """The webhook's work in `db`; (the outcome, the session opened or None for a replay)."""
+        replay = await self._replay(db, delivery)
+        if replay is not None:
+            return replay, None
+        session, reused = await self.sessions.open_or_reuse(db, delivery.integration, request, now)
+        invite, token = await self.invites.issue(db, session, now)
+        await schedule_link_reply(
+            db,
+            self.sessions.settings.ticket_updates,
+            self.sealer,
+            session,
+            invite.id,
+            invite_url(self.public_base_url, token),
+            invite.expires_at,
+            now,
+        )
+        kind = OutcomeKind.REUSED if reused else OutcomeKind.CREATED
+        body = {
+            "session_id": session.id,
+            "expires_at": invite.expires_at.isoformat(),
+            "session_expires_at": session.expires_at.isoformat(),
+            "state": session.state,
+        }
+        self._record(db, delivery, now, kind, body)
+        return WebhookOutcome(kind, body, invite_token=token), session.id
 
     async def close_ticket(self, delivery: Delivery, ticket_ref: str) -> WebhookOutcome:
         """The helpdesk says the ticket is done: close its live session, if any.

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -25,6 +25,8 @@ from store import Database, Invite, SecureSession, Transaction
 log = structlog.stdlib.get_logger(__name__)
 
 TOKEN_BYTES = 32
+# How long an invitation waits for its room before checking on it anyway.
+ROOM_WAIT = timedelta(seconds=60)
 
 
 def mint_token() -> str:
@@ -153,6 +155,11 @@ class InviteService:
             invite, session = await self.valid(db, token)
             if not await store.invites.consume(db, invite.id, user_id, now):
                 raise InviteGone()
+            # Read again, locked: the room's creation either sees the job added below or is
+            # seen by it (then the job is due at once), never neither.
+            locked = await store.sessions.get(db, session.id, for_update=True)
+            assert locked is not None
+            session = locked
             session.customer_user_id = user_id
             session.updated_at = now
             await schedule(
@@ -160,6 +167,9 @@ class InviteService:
                 Action.INVITE,
                 now,
                 session_id=session.id,
+                # Before the room exists the job waits for it: the room's creation invites the
+                # customer or makes this job due; the delay is only a safety net.
+                run_after=now if session.room_id else now + ROOM_WAIT,
                 # No dedupe key: the guarded consume above already lets one spending through,
                 # and a link released after a failed invitation may be spent again.
                 params={"user_id": user_id, "invite_id": invite.id},

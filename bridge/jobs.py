@@ -33,6 +33,10 @@ from store import Database, Job, Transaction
 
 log = structlog.stdlib.get_logger(__name__)
 
+# Claimed before any other due job: someone is waiting for these (a customer who just joined
+# for their rules notice), and they must never queue behind a backlog of invitations.
+FIRST = frozenset({"notice"})
+
 # Finished jobs are kept this long (for `/metrics`-less debugging), then pruned.
 DONE_RETENTION = timedelta(days=7)
 
@@ -210,43 +214,37 @@ class JobRunner:
 
     async def _loop(self) -> None:
         while True:
+            # Cleared before looking, so a wake-up while looking is not lost.
+            self._wake.clear()
             try:
                 for gate in self._gates:
                     await gate.wait()
-                await self._dispatch_due()
-                delay = await self._delay_until_next()
+                delay = await self._dispatch_due()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("jobs.loop_failed")
                 delay = self.poll_seconds
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             except TimeoutError:
                 pass
 
-    async def _delay_until_next(self) -> float:
-        async with self.database.transaction() as db:
-            next_at = await store.jobs.next_due_at(db)
-        if next_at is None:
-            return self.poll_seconds
-        return min(max((next_at - self.clock()).total_seconds(), 0.05), self.poll_seconds)
-
-    async def _dispatch_due(self) -> None:
+    async def _dispatch_due(self) -> float:
+        """Claim what is due and may run now in one statement, start it, and say how long to
+        sleep until the next job is due (a finishing job wakes the loop sooner)."""
         free = self.concurrency - len(self._running)
-        if free <= 0:
-            return
+        now = self.clock()
         async with self.database.transaction() as db:
-            due = await store.jobs.due(db, self.clock(), free)
-        for job in due:
-            async with self.database.transaction() as db:
-                claimed = await store.jobs.claim(db, job.id, self.clock())
-            if not claimed:
-                continue
+            claimed = await store.jobs.claim_due(db, now, free, FIRST) if free > 0 else []
+            next_at = await store.jobs.next_due_at(db)
+        for job in claimed:
             task = asyncio.create_task(self._run(job), name=f"job-{job.id}-{job.action}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
+        if next_at is None:
+            return self.poll_seconds
+        return min(max((next_at - now).total_seconds(), 0.05), self.poll_seconds)
 
     async def _save_checkpoint(self, job_id: int, checkpoint: dict[str, Any]) -> None:
         async with self.database.transaction() as db:
@@ -255,7 +253,7 @@ class JobRunner:
     async def _run(self, job: Job) -> None:
         bound = log.bind(job_id=job.id, action=job.action, session_id=job.session_id)
         handler = self._actions.get(job.action)
-        attempt = job.attempts + 1
+        attempt = job.attempts  # counted by the claim
         started = time.monotonic()
         context = JobContext(
             job.id,

@@ -115,13 +115,14 @@ class RoomJobs:
         )
         now = self.clock()
         async with self.database.transaction() as db:
-            fresh = await store.sessions.get(db, session.id)
+            # Locked: an invitation added meanwhile either is made due below or sees the room.
+            fresh = await store.sessions.get(db, session.id, for_update=True)
             assert fresh is not None
             fresh.room_id = room_id
             fresh.updated_at = now
             await self.sessions.opened(db, fresh, now)
             store.audit.record(db, now, "room.created", session_id=session.id, room_id=room_id)
-            # A customer who redeemed before the room existed should not wait for a backoff.
+            # The invitations that waited for the room (see InviteService.consume) go now.
             await run_now(db, session.id, Action.INVITE, now)
         log.info(
             "room.created", session_id=session.id, room_id=room_id, ticket_ref=session.ticket_ref

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, make_url, text
 from sqlalchemy.exc import DBAPIError
@@ -16,6 +16,10 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from store.group_commit import GroupCommit
+
+T = TypeVar("T")
 
 
 class DatabaseUnavailable(Exception):
@@ -50,11 +54,19 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._group = GroupCommit(self.transaction)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as db, db.begin():
             yield db
+
+    async def in_group_commit(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run `work` in a transaction shared with concurrent callers (store.group_commit);
+        its result once that transaction is committed. `work` may run twice (after another
+        unit failed the shared transaction), so it touches nothing but the transaction."""
+        result: T = await self._group.run(work)
+        return result
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store import ledger
@@ -50,6 +51,35 @@ async def due(db: AsyncSession, now: datetime, limit: int) -> list[Job]:
         .limit(limit)
     )
     return list(result.scalars())
+
+
+async def claim_due(
+    db: AsyncSession, now: datetime, limit: int, first: Collection[str] = ()
+) -> list[Job]:
+    """Claim up to `limit` due jobs in one statement, the actions in `first` before the others,
+    then the oldest; the claimed jobs in that order. On PostgreSQL, rows another instance is
+    claiming are skipped, not waited for."""
+    ahead = case((Job.action.in_(list(first)), 0), else_=1) if first else None
+    chosen = (
+        select(Job.id)
+        .where(Job.state == "pending", Job.run_after <= now)
+        .order_by(*(() if ahead is None else (ahead,)), Job.run_after, Job.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        # Chosen once: as a plain subquery PostgreSQL may run it again and claim more.
+        .cte("chosen")
+        .prefix_with("MATERIALIZED")
+    )
+    result = await db.execute(
+        update(Job)
+        .where(Job.id.in_(select(chosen.c.id)), Job.state == "pending")
+        .values(state="running", attempts=Job.attempts + 1, updated_at=now)
+        .returning(Job),
+        execution_options={"synchronize_session": False},
+    )
+    claimed = list(result.scalars())
+    claimed.sort(key=lambda job: (job.action not in first, job.run_after, job.id))
+    return claimed
 
 
 async def next_due_at(db: AsyncSession) -> datetime | None:

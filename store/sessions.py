@@ -10,7 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from store.models import LIVE_STATES, SecureSession
 
 
-async def get(db: AsyncSession, session_id: str) -> SecureSession | None:
+async def get(
+    db: AsyncSession, session_id: str, *, for_update: bool = False
+) -> SecureSession | None:
+    """`for_update` reads the row afresh and locks it until the transaction ends (PostgreSQL;
+    on SQLite a transaction that has written holds the one writer's lock already)."""
+    if for_update:
+        return await db.get(
+            SecureSession, session_id, with_for_update=True, populate_existing=True
+        )
     return await db.get(SecureSession, session_id)
 
 

@@ -6,8 +6,9 @@ Design answers to MATRIX-NOTES.md, hooked into the client's sync:
 - nio never retries decryption: undecryptable events are kept and retried after each sync;
 - nio answers only its own user's key requests: members' devices get re-shared keys here;
 - before each send the members' devices are re-queried (one who just joined with a fresh device
-  gets the key), the trust policy (bridge.matrix.trust) decides who gets it, excluded devices
-  hear why (m.room_key.withheld), and the room key goes into the bot's key backup.
+  gets the key) and the trust policy (bridge.matrix.trust) decides who gets it, from one
+  /keys/query; excluded devices hear why (m.room_key.withheld), and the room key goes into the
+  bot's key backup in the background, off the send's critical path.
 nio's internals are reached only through bridge.matrix.nio_compat.
 """
 
@@ -101,6 +102,8 @@ class EncryptionManager:
         self._room_locks: dict[str, asyncio.Lock] = {}
         # (user, device) pairs the trust policy excludes; nio asks through route_trust_to_policy.
         self._excluded: set[tuple[str, str]] = set()
+        # Key-backup uploads under way: off the send's critical path (and its room lock).
+        self._backups: set[asyncio.Task[None]] = set()
         bot.on_client_ready(self._attach)
         bot.on_sync(self._after_sync)
         bot.sender_trusted = self.sender_trusted
@@ -242,29 +245,53 @@ class EncryptionManager:
 
     # -- trust ---------------------------------------------------------------------------------
 
-    async def refresh_devices(self, room_id: str) -> None:
-        """Re-query every member's devices before encrypting, so none is stale or missing."""
+    async def refresh_devices(self, room_id: str) -> trust.TrustDecision:
+        """Re-query every member's devices before encrypting, so none is stale or missing, and
+        have the trust policy decide which may get the room key.
+
+        In strict mode one /keys/query answers both: nio's device store takes the policy's
+        answer (the cross-signing keys come with the device keys).
+        """
         client = self.bot.require_client()
         room = client.rooms.get(room_id)
         machine = CryptoMachine.of(client)
         if room is None or machine is None:
-            return
+            return trust.TrustDecision()
+        strict = self.trust is not None and self.trust.mode == "strict"
+        answer: dict[str, Any] = {}
         async with self._keys_lock:
             if not room.members_synced:
                 response = await client.joined_members(room_id)
                 if isinstance(response, JoinedMembersError):
                     raise_for_error(response, "listing room members")
-            machine.query_keys_of({user for user in room.users if user != client.user_id})
-            if client.should_query_keys:
+            members = sorted(room.users)
+            machine.query_keys_of({user for user in members if user != client.user_id})
+            if strict:
+                users = sorted(machine.users_to_query() | set(members))
+                answer = await self._query_keys(users)
+                if not await nio_compat.take_keys_query(client, answer):
+                    raise HomeserverUnavailable("the homeserver's device keys were unreadable")
+            elif client.should_query_keys:
                 queried = await client.keys_query()
                 if isinstance(queried, KeysQueryError):
                     raise_for_error(queried, "querying device keys")
+        if not strict or self.trust is None:
+            return trust.TrustDecision()
+        pins = await self.trust.pins(members)
+        return trust.decide("strict", answer, members, pins, bot_user_id=self.bot.settings.user_id)
 
-    async def _apply_trust(self, room_id: str) -> trust.TrustDecision:
-        """Decide which member devices may get the room key (see bridge.matrix.trust)."""
+    async def _query_keys(self, users: list[str]) -> dict[str, Any]:
+        return await self.bot.request_json(
+            "checking the members' identities",
+            "POST",
+            ["keys", "query"],
+            {"device_keys": {user: [] for user in users}},
+        )
+
+    def _apply_trust(self, room_id: str, decision: trust.TrustDecision) -> None:
+        """Exclude the devices the policy excludes (see bridge.matrix.trust)."""
         client = self.bot.require_client()
         room = client.rooms[room_id]
-        decision = await self._trust_decision(sorted(room.users))
         excluded = decision.excluded_devices()
         before = {item for item in self._excluded if item[0] in room.users}
         if excluded != before:
@@ -272,7 +299,6 @@ class EncryptionManager:
             # that gained it needs a key: start a new group session either way.
             client.invalidate_outbound_session(room_id)
             self._excluded = (self._excluded - before) | excluded
-        return decision
 
     async def sender_trusted(self, user_id: str, sender_key: str | None) -> bool:
         """Whether the device that encrypted a message is one the trust policy accepts.
@@ -298,12 +324,7 @@ class EncryptionManager:
         """The policy's verdict on the members' devices, from the homeserver's current keys."""
         if self.trust is None or self.trust.mode != "strict":
             return trust.TrustDecision()
-        answer = await self.bot.request_json(
-            "checking the members' identities",
-            "POST",
-            ["keys", "query"],
-            {"device_keys": {user: [] for user in members}},
-        )
+        answer = await self._query_keys(members)
         pins = await self.trust.pins(members)
         return trust.decide("strict", answer, members, pins, bot_user_id=self.bot.settings.user_id)
 
@@ -349,8 +370,8 @@ class EncryptionManager:
 
     async def _send_encrypted(self, room_id: str, content: dict[str, Any]) -> str:
         await self.bot.wait_for_room(room_id)
-        await self.refresh_devices(room_id)
-        decision = await self._apply_trust(room_id)
+        decision = await self.refresh_devices(room_id)
+        self._apply_trust(room_id, decision)
         client = self.bot.require_client()
         machine = CryptoMachine.of(client)
         try:
@@ -369,7 +390,7 @@ class EncryptionManager:
         except (ClientConnectionError, TimeoutError, OSError) as err:
             raise unreachable("sending a notice", err) from err
         raise_for_error(response, "sending a notice")
-        await self._backup_outbound_session(room_id)
+        self._start_backup(room_id)
         await self._send_withheld(room_id, decision)
         if self.trust is not None and (
             decision.excluded or decision.new_pins or decision.identity_changes
@@ -382,17 +403,37 @@ class EncryptionManager:
             )
         return str(response.event_id)
 
-    async def _backup_outbound_session(self, room_id: str) -> None:
-        """Put the room key of what we just sent into the key backup (once per session).
+    def _start_backup(self, room_id: str) -> None:
+        """Back up the room key of what was just sent, in the background: the customer waiting
+        for the notice does not wait for it. A session not backed up (a failure, a stop in
+        between) is backed up at the room's next send, which uses the same session."""
+        target = self.backup
+        machine = self._machine()
+        session_id = machine.outbound_session_id(room_id) if machine else None
+        if target is None or session_id is None:
+            return
+        task = asyncio.create_task(
+            self._backup_outbound_session(target, room_id, session_id), name="sealroom-backup"
+        )
+        self._backups.add(task)
+        task.add_done_callback(self._backups.discard)
+
+    async def finish_backups(self, grace: float = 10.0) -> None:
+        """Let the key-backup uploads under way finish (at stop); cut short after `grace`."""
+        if self._backups:
+            _, pending = await asyncio.wait(set(self._backups), timeout=grace)
+            for task in pending:
+                task.cancel()
+
+    async def _backup_outbound_session(
+        self, target: BackupTarget, room_id: str, session_id: str
+    ) -> None:
+        """Put the room key of what we sent into the key backup (once per session).
 
         Best effort: a failure is logged, the notice itself was delivered.
         """
-        target = self.backup
         machine = self._machine()
-        if target is None or machine is None:
-            return
-        session_id = machine.outbound_session_id(room_id)
-        if session_id is None or await self.bot.files.is_backed_up(target.version, session_id):
+        if machine is None or await self.bot.files.is_backed_up(target.version, session_id):
             return
         exported = machine.export_own_session(room_id, session_id)
         if exported is None:
@@ -411,6 +452,9 @@ class EncryptionManager:
             )
         except SealroomError as err:
             log.warning("bot.backup_failed", room_id=room_id, error=err.errcode)
+            return
+        except (ClientConnectionError, TimeoutError, OSError) as err:
+            log.warning("bot.backup_failed", room_id=room_id, error=type(err).__name__)
             return
         await self.bot.files.record_backed_up(target.version, session_id)
         log.info("bot.room_key_backed_up", room_id=room_id, version=target.version)

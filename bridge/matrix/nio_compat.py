@@ -14,7 +14,7 @@ from importlib import metadata
 from typing import Any
 
 import structlog
-from nio import Api, AsyncClient, ShareGroupSessionError
+from nio import Api, AsyncClient, KeysQueryError, KeysQueryResponse, ShareGroupSessionError
 from nio.crypto import OlmDevice
 
 from bridge.errors import SealroomError
@@ -128,6 +128,17 @@ def route_trust_to_policy(client: AsyncClient, excluded: Callable[[str, str], bo
 # -- nio's Olm machine ---------------------------------------------------------------------------
 
 
+async def take_keys_query(client: AsyncClient, answer: dict[str, Any]) -> bool:
+    """Hand nio a /keys/query answer fetched by someone else, as if its own `keys_query()` had
+    asked (the device store is updated, the users queried are no longer due). False when the
+    answer is not one nio can read."""
+    response = KeysQueryResponse.from_dict(answer)
+    if isinstance(response, KeysQueryError):
+        return False
+    await client.receive_response(response)
+    return True
+
+
 class CryptoMachine:
     """What sealroom reads and writes in nio's Olm machine (`client.olm`, not public API)."""
 
@@ -157,6 +168,10 @@ class CryptoMachine:
     def query_keys_of(self, users: set[str]) -> None:
         """Have the next `keys_query()` fetch these users' devices, changed or not."""
         self._olm.users_for_key_query.update(users)
+
+    def users_to_query(self) -> set[str]:
+        """Whose devices the next `keys_query()` would fetch."""
+        return set(self._olm.users_for_key_query)
 
     def outbound_session_id(self, room_id: str) -> str | None:
         outbound = self._olm.outbound_group_sessions.get(room_id)

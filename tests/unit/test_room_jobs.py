@@ -91,6 +91,20 @@ async def test_create_room_makes_the_invitations_that_waited_for_it_due(
     assert world.rooms.called("invite") == [(room_id, CUSTOMER_ID)]
 
 
+async def test_an_invitation_waits_for_the_room_without_failing_first(
+    ticket: OpenTicket,
+) -> None:
+    world, opened = ticket
+    await world.invites.redeem(opened.token, CUSTOMER_ID)
+    [waiting] = await world.jobs(Action.INVITE)
+    assert waiting.run_after > world.clock()  # not due (to fail) before the room exists
+
+    assert await world.run_due() == ["create_room", "invite"]
+
+    room_id = (await world.session(opened.session_id)).room_id
+    assert world.rooms.called("invite") == [(room_id, CUSTOMER_ID)]
+
+
 async def test_create_room_does_nothing_when_the_room_exists_or_the_session_closes(
     room: OpenRoom,
 ) -> None:

@@ -1,7 +1,7 @@
 """The baseline of bench/restart_rss.py: a bare matrix-nio device restarting with its store.
 
-    python bench/restart_nio_child.py --homeserver URL --folder DIR login USER PASSWORD
-    python bench/restart_nio_child.py --homeserver URL --folder DIR restart
+    python bench/_restart_nio_child.py --homeserver URL --folder DIR login USER PASSWORD
+    python bench/_restart_nio_child.py --homeserver URL --folder DIR restart
 
 `login` logs in once (a new device of the same account, so in the same rooms), syncs once and
 saves the login and the sync token. `restart` is what is timed: restore the login and the crypto
