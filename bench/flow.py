@@ -49,6 +49,8 @@ if os.environ.get("PYTHONPATH"):  # the code measured comes from PYTHONPATH; tes
 elif str(ROOT) not in sys.path:  # `python bench/flow.py` from a checkout
     sys.path.insert(0, str(ROOT))
 
+from _common import send_notice  # noqa: E402 (bench/, this script's folder)
+
 import bridge  # noqa: E402
 from bridge import logs  # noqa: E402
 from bridge.app import App  # noqa: E402
@@ -227,28 +229,6 @@ class Bench:
         if status != 201:
             raise RuntimeError(f"webhook failed: {status} {data}")
         return data
-
-
-async def send_notice(user: MatrixUser, room_id: str, body: str) -> None:
-    """m.notice, encrypted for every current device of every member (as MatrixUser.send_text)."""
-    room = await user.wait_for_room(room_id)
-    if not room.members_synced:
-        members = await user.client.joined_members(room_id)
-        if not isinstance(members, nio.JoinedMembersResponse):
-            raise RuntimeError(f"joined_members({room_id}) failed: {members}")
-    if user.client.olm is not None:
-        user.client.olm.update_tracked_users(room)
-    if user.client.should_query_keys:
-        with contextlib.suppress(nio.LocalProtocolError):  # a concurrent sync may have done it
-            await user.client.keys_query()
-    resp = await user.client.room_send(
-        room_id,
-        "m.room.message",
-        {"msgtype": "m.notice", "body": body},
-        ignore_unverified_devices=True,
-    )
-    if not isinstance(resp, nio.RoomSendResponse):
-        raise RuntimeError(f"baseline notice to {room_id} failed: {resp}")
 
 
 def p90(values: list[float]) -> float:

@@ -7,13 +7,10 @@ does not govern, so the page under test is exactly the one customers get.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.support.npm import npm_ci
 
 A11Y_DIR = Path(__file__).resolve().parents[1] / "a11y"
 AXE_SCRIPT = A11Y_DIR / "node_modules" / "axe-core" / "axe.min.js"
@@ -24,19 +21,6 @@ _lock = asyncio.Lock()
 _source: str | None = None
 
 
-def _pinned_version() -> str:
-    manifest = json.loads((A11Y_DIR / "package.json").read_text(encoding="utf-8"))
-    return str(manifest["dependencies"]["axe-core"])
-
-
-def _installed_version() -> str | None:
-    try:
-        manifest = json.loads((AXE_SCRIPT.parent / "package.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return str(manifest.get("version"))
-
-
 async def axe_source() -> str:
     """axe.min.js, installed with `npm ci` in tests/a11y first if needed; skipped without npm
     unless CI=true."""
@@ -44,28 +28,7 @@ async def axe_source() -> str:
     async with _lock:
         if _source is not None:
             return _source
-        if _installed_version() != _pinned_version():
-            npm = shutil.which("npm")
-            if npm is None:
-                reason = f"npm is not installed and {A11Y_DIR}/node_modules is missing"
-                if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-                    pytest.fail(f"axe-core cannot run under CI: {reason}")
-                pytest.skip(f"axe-core unavailable: {reason}")
-            process = await asyncio.create_subprocess_exec(
-                npm,
-                "ci",
-                "--no-audit",
-                "--no-fund",
-                cwd=str(A11Y_DIR),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-            output, _ = await process.communicate()
-            if process.returncode != 0:
-                pytest.fail(
-                    f"`npm ci` in {A11Y_DIR} failed ({process.returncode}):\n"
-                    + output.decode(errors="replace")[-4000:]
-                )
+        await npm_ci(A11Y_DIR, "axe-core")
         _source = AXE_SCRIPT.read_text(encoding="utf-8")
         return _source
 

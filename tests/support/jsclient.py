@@ -28,6 +28,7 @@ import pytest_asyncio
 
 from bridge.devtools.localsynapse import LocalSynapse
 from bridge.tasks import cancel_and_wait
+from tests.support.npm import npm_ci, unavailable
 
 INTEROP_DIR = Path(__file__).resolve().parents[1] / "interop"
 CLIENT_SCRIPT = INTEROP_DIR / "client.mjs"
@@ -347,59 +348,16 @@ _npm_lock = asyncio.Lock()
 _npm_checked = False
 
 
-def _installed_version(package: str) -> str | None:
-    path = INTEROP_DIR / "node_modules" / package / "package.json"
-    try:
-        return str(json.loads(path.read_text(encoding="utf-8"))["version"])
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def _needs_install() -> bool:
-    """node_modules missing, or not the versions package.json pins."""
-    pinned = json.loads((INTEROP_DIR / "package.json").read_text(encoding="utf-8"))
-    return any(
-        _installed_version(name) != version
-        for name, version in pinned.get("dependencies", {}).items()
-    )
-
-
 async def ensure_node_modules() -> None:
     """Run ``npm ci`` in tests/interop once if needed; skip without Node unless CI=true."""
     global _npm_checked
-    in_ci = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-    def unavailable(reason: str) -> None:
-        if in_ci:
-            pytest.fail(f"the matrix-js-sdk interop client cannot run under CI: {reason}")
-        pytest.skip(f"matrix-js-sdk interop client unavailable: {reason}")
-
+    what = "the matrix-js-sdk interop client"
     if shutil.which("node") is None:
-        unavailable("node is not installed")
+        unavailable(what, "node is not installed")
     async with _npm_lock:
-        if _npm_checked:
-            return
-        if _needs_install():
-            npm = shutil.which("npm")
-            if npm is None:
-                unavailable(f"npm is not installed and {INTEROP_DIR}/node_modules is missing")
-                return
-            process = await asyncio.create_subprocess_exec(
-                npm,
-                "ci",
-                "--no-audit",
-                "--no-fund",
-                cwd=str(INTEROP_DIR),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-            output, _ = await process.communicate()
-            if process.returncode != 0:
-                pytest.fail(
-                    f"`npm ci` in {INTEROP_DIR} failed ({process.returncode}):\n"
-                    + output.decode(errors="replace")[-4000:]
-                )
-        _npm_checked = True
+        if not _npm_checked:
+            await npm_ci(INTEROP_DIR, what)
+            _npm_checked = True
 
 
 # -- the fixture ---------------------------------------------------------------------------------
