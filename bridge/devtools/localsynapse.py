@@ -253,16 +253,7 @@ class LocalSynapse:
         config.update(
             {
                 "server_name": self.server_name,
-                "listeners": [
-                    {
-                        "port": self.port,
-                        "bind_addresses": ["127.0.0.1"],
-                        "type": "http",
-                        "tls": False,
-                        "x_forwarded": False,
-                        "resources": [{"names": ["client"], "compress": False}],
-                    }
-                ],
+                "listeners": [self._client_listener()],
                 "database": {
                     "name": "sqlite3",
                     "args": {"database": str(self.base_dir / "homeserver.db")},
@@ -285,6 +276,17 @@ class LocalSynapse:
             config.update(self._federation_settings())
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
+    def _client_listener(self) -> dict[str, Any]:
+        """The client-server API on plain HTTP, loopback only."""
+        return {
+            "port": self.port,
+            "bind_addresses": ["127.0.0.1"],
+            "type": "http",
+            "tls": False,
+            "x_forwarded": False,
+            "resources": [{"names": ["client"], "compress": False}],
+        }
+
     def _federation_settings(self) -> dict[str, Any]:
         """A TLS federation listener, and outbound federation allowed to loopback peers with
         self-signed certificates (Synapse refuses both by default, rightly, in production)."""
@@ -302,14 +304,7 @@ class LocalSynapse:
         }
         return {
             "listeners": [
-                {
-                    "port": self.port,
-                    "bind_addresses": ["127.0.0.1"],
-                    "type": "http",
-                    "tls": False,
-                    "x_forwarded": False,
-                    "resources": [{"names": ["client"], "compress": False}],
-                },
+                self._client_listener(),
                 listener,
             ],
             "tls_certificate_path": str(cert_path),
