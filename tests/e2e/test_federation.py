@@ -233,7 +233,7 @@ async def test_an_invite_failing_after_the_link_was_spent_tells_the_agent_and_fr
         service.app.jobs.wake()
         remote = federation.remote.server_name
         await agent.wait_for_message(
-            room_id, from_bot(bot_id, f"their homeserver {remote} did not answer"), timeout=60
+            room_id, from_bot(bot_id, f"their Matrix server {remote} did not answer"), timeout=60
         )
         await wait_for_audit(service, opened["session_id"], "member.invite_failed")
     finally:
