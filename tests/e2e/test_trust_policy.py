@@ -108,7 +108,7 @@ async def test_a_command_from_the_agents_unverified_device_is_refused_in_strict_
         await second.send_text(opened_room, "!close")
         refusal = await agent.wait_for_message(
             opened_room,
-            from_bot(bot_id, "not verified (cross-signed), so it was not carried out"),
+            from_bot(bot_id, "not verified, so it was not carried out"),
         )
         assert refusal
         assert "command.refused" in await audit_actions(service.app.database)
