@@ -192,7 +192,7 @@ class MatrixRoomService:
             await self.bot.kick(room_id, user_id, reason)
         except MatrixRequestFailed as err:
             if err.matrix_errcode in ("M_NOT_FOUND",) or _already(
-                err, "not in room", "not joined"
+                err, "not in room", "not in the room", "not joined"
             ):
                 return
             raise
