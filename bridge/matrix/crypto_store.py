@@ -171,11 +171,16 @@ def store_class(
             self._account_id: int | None = None
 
         # -- helpers (writer thread) ---------------------------------------------------------
+        # Every query names `self.database`: nio's own store methods (another client's, in
+        # the same process) rebind the shared model classes with bind_ctx on the loop thread,
+        # and this thread must never follow such a binding into another database.
 
         def _account_row(self) -> int:
             if self._account_id is None:
-                row = Accounts.get(
-                    Accounts.user_id == self.user_id, Accounts.device_id == self.device_id
+                row = (
+                    Accounts.select()
+                    .where(Accounts.user_id == self.user_id, Accounts.device_id == self.device_id)
+                    .get(self.database)
                 )
                 self._account_id = int(row.id)
             return self._account_id
@@ -195,7 +200,7 @@ def store_class(
                 ).on_conflict(
                     conflict_target=[Accounts.user_id, Accounts.device_id],
                     preserve=[Accounts.account, Accounts.shared],
-                ).execute()
+                ).execute(self.database)
 
             self.writer.submit(write)
 
@@ -212,7 +217,7 @@ def store_class(
                 OlmSessions.insert(account=self._account_row(), **row).on_conflict(
                     conflict_target=[OlmSessions.session_id],
                     preserve=[OlmSessions.session, OlmSessions.last_usage_date],
-                ).execute()
+                ).execute(self.database)
 
             self.writer.submit(write)
 
@@ -230,11 +235,11 @@ def store_class(
                 MegolmInboundSessions.insert(account=self._account_row(), **row).on_conflict(
                     conflict_target=[MegolmInboundSessions.session_id],
                     preserve=[MegolmInboundSessions.session],
-                ).execute()
+                ).execute(self.database)
                 for chain in chains:
                     ForwardedChains.insert(
                         sender_key=chain, session=row["session_id"]
-                    ).on_conflict_ignore().execute()
+                    ).on_conflict_ignore().execute(self.database)
 
             self.writer.submit(write)
 
@@ -263,16 +268,20 @@ def store_class(
                             DeviceKeys.device_id,
                         ],
                         preserve=[DeviceKeys.deleted, DeviceKeys.display_name],
-                    ).execute()
-                    row = DeviceKeys.get(
-                        (DeviceKeys.account == account)
-                        & (DeviceKeys.user_id == user_id)
-                        & (DeviceKeys.device_id == device_id)
+                    ).execute(self.database)
+                    row = (
+                        DeviceKeys.select()
+                        .where(
+                            (DeviceKeys.account == account)
+                            & (DeviceKeys.user_id == user_id)
+                            & (DeviceKeys.device_id == device_id)
+                        )
+                        .get(self.database)
                     )
                     for key_type, key in keys.items():
                         Keys.insert(key_type=key_type, key=key, device=row.id).on_conflict(
                             conflict_target=[Keys.device, Keys.key_type], preserve=[Keys.key]
-                        ).execute()
+                        ).execute(self.database)
 
             self.writer.submit(write)
 
@@ -287,7 +296,7 @@ def store_class(
                     EncryptedRooms.insert_many(
                         [(room_id, account) for room_id in room_ids[start : start + 400]],
                         fields=[EncryptedRooms.room_id, EncryptedRooms.account],
-                    ).on_conflict_ignore().execute()
+                    ).on_conflict_ignore().execute(self.database)
 
             self.writer.submit(write)
 
@@ -296,7 +305,7 @@ def store_class(
                 account = self._account_row()
                 EncryptedRooms.delete().where(
                     (EncryptedRooms.room_id == room) & (EncryptedRooms.account == account)
-                ).execute()
+                ).execute(self.database)
 
             self.writer.submit(write)
 
@@ -311,7 +320,7 @@ def store_class(
             def write() -> None:
                 OutgoingKeyRequests.insert(
                     account=self._account_row(), **row
-                ).on_conflict_ignore().execute()
+                ).on_conflict_ignore().execute(self.database)
 
             self.writer.submit(write)
 
@@ -322,7 +331,7 @@ def store_class(
                 OutgoingKeyRequests.delete().where(
                     (OutgoingKeyRequests.request_id == request_id)
                     & (OutgoingKeyRequests.account == self._account_row())
-                ).execute()
+                ).execute(self.database)
 
             self.writer.submit(write)
 
@@ -330,7 +339,7 @@ def store_class(
             def write() -> None:
                 SyncTokens.insert(account=self._account_row(), token=token).on_conflict(
                     conflict_target=[SyncTokens.account], preserve=[SyncTokens.token]
-                ).execute()
+                ).execute(self.database)
 
             self.writer.submit(write)
 

@@ -115,6 +115,37 @@ async def test_what_is_saved_is_loaded_by_the_next_process(backend: str, tmp_pat
             await close(again)
 
 
+async def test_writes_stay_in_the_bots_store_while_another_client_rebinds_the_models(
+    tmp_path: Path,
+) -> None:
+    """Another nio client in the process (a test's agent, say) runs its store's methods inside
+    `bind_ctx`, which rebinds nio's model classes for everyone: the writer thread must still
+    write into the bot's own database, never into that client's."""
+    (tmp_path / "bot").mkdir()
+    store = open_store(crypto_store.sqlite_database, tmp_path / "bot")
+    other_folder = tmp_path / "other"
+    other_folder.mkdir()
+    other = crypto_store.sqlite_database(str(other_folder / "other.db"))  # empty: no tables
+    account = OlmAccount()
+    store.save_account(account)
+    writer = crypto_store.writer_of(store)
+    assert writer is not None
+    await writer.flush()
+    try:
+        with other.bind_ctx(store.models):  # as nio's DefaultStore does around each method
+            store.save_sync_token("s1_written_meanwhile")
+            await writer.flush()
+    finally:
+        await close(store)
+
+    again = open_store(crypto_store.sqlite_database, tmp_path / "bot")
+    try:
+        assert again.load_sync_token() == "s1_written_meanwhile"
+    finally:
+        await close(again)
+    other.close()
+
+
 async def test_a_failed_write_refuses_everything_after_it(tmp_path: Path) -> None:
     failures: list[BaseException] = []
     store = crypto_store.store_class(crypto_store.sqlite_database, failures.append)(
