@@ -431,6 +431,11 @@ class LocalSynapse:
             data = await resp.json(content_type=None)
             return resp.status, data if isinstance(data, dict) else {}
 
+    async def admin_get(self, path: str) -> tuple[int, dict[str, Any]]:
+        """GET `path` (the admin API, `/_synapse/admin/...`) as the server admin: what the
+        homeserver itself holds, not a client's cache."""
+        return await self._request("GET", path, token=await self.admin_token())
+
     async def register_user(
         self,
         localpart: str,

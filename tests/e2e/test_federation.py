@@ -100,11 +100,10 @@ async def wait_until_not_joined(
     server: LocalSynapse, user_id: str, room_id: str, timeout: float = 60
 ) -> None:
     """Until `server` (the user's own homeserver) no longer counts `user_id` in the room."""
-    token = await server.admin_token()
     path = f"/_synapse/admin/v1/users/{quote(user_id, safe='')}/joined_rooms"
     deadline = time.monotonic() + timeout
     while True:
-        status, data = await server._request("GET", path, token=token)
+        status, data = await server.admin_get(path)
         assert status == 200, data
         if room_id not in data["joined_rooms"]:
             return

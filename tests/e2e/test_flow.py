@@ -158,19 +158,9 @@ async def test_close_removes_everyone(
 
 async def _joined_members(synapse, room_id: str) -> list[str]:
     """Ask the homeserver itself (admin API), not a client's cache."""
-    import aiohttp
-
-    token = await synapse.admin_token()
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(
-            f"{synapse.url}/_synapse/admin/v1/rooms/{room_id}/members",
-            headers={"Authorization": f"Bearer {token}"},
-        ) as response,
-    ):
-        data = await response.json()
-        assert response.status == 200, data
-        return list(data["members"])
+    status, data = await synapse.admin_get(f"/_synapse/admin/v1/rooms/{room_id}/members")
+    assert status == 200, data
+    return list(data["members"])
 
 
 async def test_members_new_device_gets_the_room_key_on_request(

@@ -9,24 +9,17 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-
 from bridge.ids import RoomID, UserID
 from tests.e2e.conftest import SealroomFactory
 from tests.support.fixtures import MatrixUserFactory
 
 
 async def _power_levels(synapse: Any, room_id: str) -> dict[str, int]:
-    token = await synapse.admin_token()
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(
-            f"{synapse.url}/_synapse/admin/v1/rooms/{quote(room_id, safe='')}/state",
-            headers={"Authorization": f"Bearer {token}"},
-        ) as response,
-    ):
-        state = (await response.json())["state"]
-    [levels] = [e for e in state if e["type"] == "m.room.power_levels"]
+    status, data = await synapse.admin_get(
+        f"/_synapse/admin/v1/rooms/{quote(room_id, safe='')}/state"
+    )
+    assert status == 200, data
+    [levels] = [e for e in data["state"] if e["type"] == "m.room.power_levels"]
     return dict(levels["content"].get("users", {}))
 
 

@@ -16,14 +16,9 @@ from tests.support.service_process import ServiceProcess
 
 
 async def _admin_get(synapse, path: str) -> dict:
-    token = await synapse.admin_token()
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{synapse.url}{path}", headers={"Authorization": f"Bearer {token}"}) as resp,
-    ):
-        data = await resp.json()
-        assert resp.status == 200, data
-        return data
+    status, data = await synapse.admin_get(path)
+    assert status == 200, data
+    return data
 
 
 async def test_room_is_created_locked_down(

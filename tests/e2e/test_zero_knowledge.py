@@ -11,21 +11,10 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-
 import store.audit
 from store import Database
 from tests.e2e.conftest import Sealroom, SealroomFactory
 from tests.support.fixtures import MatrixUserFactory
-
-
-async def _admin_get(synapse: Any, path: str) -> tuple[int, Any]:
-    token = await synapse.admin_token()
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{synapse.url}{path}", headers={"Authorization": f"Bearer {token}"}) as answer,
-    ):
-        return answer.status, await answer.json(content_type=None)
 
 
 async def _trail(database: Database, session_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -85,8 +74,8 @@ async def test_the_bot_leaves_before_the_customer_speaks_cannot_read_it_and_clos
     await _bot_synced_twice(service)
 
     # The Megolm session of that message: the agent's client has it, sealroom's store has not.
-    status, data = await _admin_get(
-        synapse, f"/_synapse/admin/v1/rooms/{quote(room_id, safe='')}/messages?dir=b&limit=100"
+    status, data = await synapse.admin_get(
+        f"/_synapse/admin/v1/rooms/{quote(room_id, safe='')}/messages?dir=b&limit=100"
     )
     assert status == 200, data
     [event] = [e for e in data["chunk"] if e["event_id"] == event_id]
@@ -111,7 +100,7 @@ async def test_the_bot_leaves_before_the_customer_speaks_cannot_read_it_and_clos
         return (await service.session_row(session_id)).state == "closed"
 
     await _until(closed, "the session to close", timeout=120)
-    status, data = await _admin_get(synapse, f"/_synapse/admin/v1/rooms/{quote(room_id, safe='')}")
+    status, data = await synapse.admin_get(f"/_synapse/admin/v1/rooms/{quote(room_id, safe='')}")
     assert status == 404, data
     trail = await _trail(service.app.database, session_id)
     steps = ["room.bot_left", "room.wipe_started", "room.purged", "session.closed"]
