@@ -17,7 +17,7 @@ import structlog
 
 import store.migrate
 from bridge import metrics
-from bridge.cluster import ClusterSettings, Leadership
+from bridge.cluster import ClusterSettings, JobSignals, Leadership
 from bridge.config import Config
 from bridge.deliveries import DeliveryService
 from bridge.errors import SealroomError
@@ -127,6 +127,7 @@ class App:
         self.clock = clock
         self.database = Database(config.database_url)
         self.leadership: Leadership | None = None
+        self.job_signals: JobSignals | None = None
         if config.cluster.enabled:
             self.leadership = Leadership(
                 ClusterSettings(
@@ -175,11 +176,13 @@ class App:
             max_attempts=config.jobs.max_attempts,
             poll_seconds=config.jobs.poll_seconds,
         )
+        if self.leadership is not None:
+            self.job_signals = JobSignals(self.database.libpq_url(), on_signal=self.jobs.wake)
         self.sessions = SessionService(
             self.database,
             domain_settings(config),
             clock=clock,
-            wake_jobs=self.jobs.wake,
+            wake_jobs=self._wake_jobs,
         )
         # Back into the tickets (#10): one adapter per integration with `outbound:`.
         self.ticket_systems = {
@@ -272,6 +275,14 @@ class App:
         self._metrics_task: asyncio.Task[None] | None = None
         self.fatal = asyncio.Event()
 
+    def _wake_jobs(self) -> None:
+        """After a commit that scheduled jobs: run them now, here or on the cluster's leader."""
+        self.jobs.wake()
+        if self.job_signals is not None and not (
+            self.leadership is not None and self.leadership.is_leader
+        ):
+            self.job_signals.notify()
+
     def _cluster_bot_options(self) -> dict[str, Any]:
         """In a cluster the crypto store lives on the lock connection, and the lock (not a
         file in data_dir) keeps other processes off the device."""
@@ -314,6 +325,8 @@ class App:
         assert self.leadership is not None
         try:
             await self.leadership.campaign()
+            if self.job_signals is not None:
+                self.job_signals.listen()
             await self._start_bot()
             await self.leadership.watch()
         except Exception:
@@ -375,6 +388,8 @@ class App:
         for system in self.ticket_systems.values():
             await system.close()
         await self.bot.stop()
+        if self.job_signals is not None:
+            await self.job_signals.close()
         if self.leadership is not None:
             await self.leadership.close()
         await self.admin.close()

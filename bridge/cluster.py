@@ -16,11 +16,16 @@ crypto store (schema `sealroom_crypto`), so:
   restarted as a standby by its supervisor.
 
 No consensus of our own: PostgreSQL decides who holds the lock.
+
+A job scheduled on a standby (it accepted the webhook) would wait for the leader's next poll;
+`JobSignals` sends a PostgreSQL NOTIFY after the job's transaction commits, and the leader, which
+LISTENs, wakes its job runner at once. The poll stays as the fallback for a lost notification.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable
@@ -34,6 +39,7 @@ from bridge import metrics
 log = structlog.stdlib.get_logger(__name__)
 
 CRYPTO_SCHEMA = "sealroom_crypto"
+JOBS_CHANNEL = "sealroom_jobs"
 # The server drops a silent leader's connection (and frees the lock) after about
 # idle + interval * count seconds; `lost_after_seconds` must stay below it.
 SERVER_KEEPALIVE = {"idle": 5, "interval": 2, "count": 3}
@@ -179,3 +185,95 @@ class Leadership:
     async def close(self) -> None:
         self._gauge.set(0)
         await asyncio.to_thread(self.lock.close)
+
+
+class JobSignals:
+    """NOTIFY the leader that jobs were scheduled; on the leader, LISTEN and wake its runner.
+
+    One asyncpg connection per instance, opened on first use and again after it breaks. Signals
+    are best effort: none is ever needed for correctness (the leader polls anyway), so a failure
+    is logged and never reaches the webhook that scheduled the job.
+    """
+
+    def __init__(self, dsn: str, on_signal: Callable[[], None], retry_seconds: float = 1.0):
+        self.dsn = dsn
+        self.on_signal = on_signal
+        self.retry_seconds = retry_seconds
+        self._connection: Any = None
+        self._connect_lock = asyncio.Lock()
+        self._sending: asyncio.Task[None] | None = None
+        self._again = False
+        self._listener: asyncio.Task[None] | None = None
+
+    async def _connect(self) -> Any:
+        async with self._connect_lock:
+            if self._connection is None or self._connection.is_closed():
+                import asyncpg  # only the cluster needs it here
+
+                self._connection = await asyncpg.connect(self.dsn, timeout=5)
+            return self._connection
+
+    def notify(self) -> None:
+        """Signal the leader (fire and forget); signals while one is in flight become one."""
+        if self._sending is not None and not self._sending.done():
+            self._again = True
+            return
+        self._sending = asyncio.create_task(self._send(), name="sealroom-job-signal")
+
+    async def _send(self) -> None:
+        while True:
+            self._again = False
+            try:
+                connection = await self._connect()
+                await connection.execute(f"NOTIFY {JOBS_CHANNEL}")
+            except Exception as err:  # noqa: BLE001 (the leader's poll is the fallback)
+                log.warning("cluster.signal_failed", error=type(err).__name__)
+                await self._drop()
+                return
+            metrics.CLUSTER_SIGNALS.labels("sent").inc()
+            if not self._again:
+                return
+
+    def listen(self) -> None:
+        """On the leader: wake the runner on every signal, until close()."""
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen(), name="sealroom-job-listener")
+
+    async def _listen(self) -> None:
+        while True:
+            broken = asyncio.Event()
+            try:
+                connection = await self._connect()
+                connection.add_termination_listener(lambda _, ended=broken: ended.set())
+                await connection.add_listener(JOBS_CHANNEL, self._signalled)
+                log.info("cluster.listening", channel=JOBS_CHANNEL)
+                # Anything signalled while we were not listening: look now.
+                self.on_signal()
+                await broken.wait()
+                log.warning("cluster.listener_lost")
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 (retry: the poll covers the gap)
+                log.warning("cluster.listen_failed", error=type(err).__name__)
+            await self._drop()
+            await asyncio.sleep(self.retry_seconds)
+
+    def _signalled(self, *_: Any) -> None:
+        metrics.CLUSTER_SIGNALS.labels("received").inc()
+        self.on_signal()
+
+    async def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.is_closed():
+            with contextlib.suppress(Exception):
+                await connection.close(timeout=2)
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._listener, self._sending) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._listener = None
+        await self._drop()

@@ -103,6 +103,12 @@ CLUSTER_LEADER = Gauge(
     ["instance"],
     registry=REGISTRY,
 )
+CLUSTER_SIGNALS = Counter(
+    "sealroom_cluster_job_signals_total",
+    "Job wake-ups (PostgreSQL NOTIFY) this instance sent, or received as the leader",
+    ["direction"],
+    registry=REGISTRY,
+)
 
 
 async def watch_loop_lag(interval: float = 0.25) -> None:

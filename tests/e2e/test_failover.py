@@ -204,3 +204,51 @@ async def _rooms_when_ready(database_url: str, count: int, timeout: float) -> di
             await asyncio.sleep(0.3)
     finally:
         await connection.close()
+
+
+async def test_a_webhook_the_standby_accepts_is_acted_on_by_the_leader_without_its_poll(
+    synapse: LocalSynapse, matrix_user: MatrixUserFactory, tmp_path: Path
+) -> None:
+    """The leader polls for jobs only every 300 s here: the room comes from the NOTIFY."""
+    async with fresh_postgres_database("sealroom_signal") as database_url:
+        agent = await matrix_user("agent")
+        password = secrets.token_urlsafe(16)
+        bot_id = await synapse.register_user(f"sealroom-sig-{secrets.token_hex(4)}", password)
+        token = (await synapse.login(bot_id, password))["access_token"]
+        secret = webhook_secret()
+        base = service_config(
+            synapse.url,
+            "data",
+            bot_id=bot_id,
+            port=0,
+            secret=secret,
+            agents={AGENT: agent.user_id},
+            log_level="INFO",
+            database_url=database_url,
+            jobs={"poll_seconds": 300},
+        )
+        pickle_key = secrets.token_urlsafe(24)
+        leader = _instance(tmp_path / "a", "a", base, secret, token, pickle_key)
+        standby = _instance(tmp_path / "b", "b", base, secret, token, pickle_key)
+        try:
+            await leader.start()
+            await leader.wait_ready(90)
+            await _wait_for_log(leader, "bot.identity_ready", 90)
+            await _wait_for_log(leader, "cluster.listening", 10)
+            await standby.start()
+            await standby.wait_ready(60)
+            await _wait_for_log(standby, "cluster.standby", 10)
+            # Let the leader's job loop settle into its 300 s sleep.
+            await asyncio.sleep(1)
+            for i in range(2):
+                status, data = await post_webhook(
+                    standby.url,
+                    secret,
+                    {"event": "open", "ticket": {"id": f"T-SIG-{i}"}, "agent": AGENT},
+                )
+                assert status == 201, data
+                rooms = await _rooms_when_ready(database_url, i + 1, 60)
+                await agent.wait_for_invite(rooms[f"T-SIG-{i}"], timeout=60)
+        finally:
+            assert await standby.stop() == 0
+            assert await leader.stop() == 0
