@@ -143,4 +143,7 @@ class BackupState:
             ).on_conflict_ignore().execute()
 
         self.writer.submit(write)
-        self._by_version = {version: self._by_version.get(version, set()) | {session_id}}
+        sessions = self._by_version.setdefault(version, set())
+        sessions.add(session_id)  # in place: no copy of a set that grows with every room
+        if forget_others:
+            self._by_version = {version: sessions}
