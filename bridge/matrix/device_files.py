@@ -181,5 +181,9 @@ class DeviceFiles:
         }
 
     async def remove_legacy_backup(self) -> None:
-        """Delete `backup.json` once its sessions are committed to the crypto store."""
-        await asyncio.to_thread((self.data_dir / LEGACY_BACKUP_FILE).unlink, missing_ok=True)
+        """Delete `backup.json` once its sessions are committed to the crypto store (if that
+        fails, it is imported again at the next start: harmless, the rows are already there)."""
+        try:
+            await asyncio.to_thread((self.data_dir / LEGACY_BACKUP_FILE).unlink, missing_ok=True)
+        except OSError as err:
+            log.warning("bot.legacy_backup_state_kept", error=type(err).__name__)
