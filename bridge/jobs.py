@@ -270,12 +270,13 @@ class JobRunner:
         except asyncio.CancelledError:
             raise
         except Exception as err:
-            metrics.JOBS.labels(
-                job.action, "failed" if attempt >= self.max_attempts else "retry"
-            ).inc()
+            # A permanent error gives up at its first attempt: "failed" too, or the alert on
+            # jobs giving up (docs/monitoring.md) would never see it.
+            gives_up = isinstance(err, PermanentJobError) or attempt >= self.max_attempts
+            metrics.JOBS.labels(job.action, "failed" if gives_up else "retry").inc()
             error = _describe(err)
             now = self.clock()
-            if isinstance(err, PermanentJobError) or attempt >= self.max_attempts:
+            if gives_up:
                 async with self.database.transaction() as db:
                     await store.jobs.give_up(db, job.id, now, error)
                     store.audit.record(

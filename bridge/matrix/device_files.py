@@ -5,7 +5,9 @@
 - `sync.json`: the sync token of versions before the token moved into the crypto store (read
   once, as a fallback, when the store has none).
 - `keys.json`: when the fallback key was last uploaded.
-- `backup.json`: which of the bot's Megolm sessions are already in the key backup.
+- `backup.json`: which Megolm sessions were in the key backup, as kept by versions before
+  that moved into the crypto store (bridge.matrix.backup_state imports it once, then deletes
+  it).
 - `pickle.key`: the crypto store's key, generated only when the config gives none.
 - `crypto/`: nio's own store (SQLite), opened by nio.
 
@@ -30,6 +32,8 @@ from bridge.errors import SealroomError
 
 log = structlog.stdlib.get_logger(__name__)
 
+LEGACY_BACKUP_FILE = "backup.json"
+
 
 class BotAlreadyRunning(SealroomError):
     errcode = "SEALROOM_BOT_LOCKED"
@@ -51,12 +55,10 @@ class DeviceFiles:
         self.data_dir = data_dir
         self.store_dir = data_dir / "crypto"
         self._lock_file: IO[str] | None = None
-        # keys.json and backup.json are written only by this process (it holds the lock), so
-        # they are read once and then kept here.
+        # keys.json is written only by this process (it holds the lock), so it is read once and
+        # then kept here.
         self._fallback_uploaded_at: float | None = None
         self._fallback_loaded = False
-        self._backed_up: dict[str, set[str]] | None = None
-        self._backup_lock = asyncio.Lock()
 
     # -- the lock ------------------------------------------------------------------------------
 
@@ -162,18 +164,26 @@ class DeviceFiles:
         self._fallback_uploaded_at = uploaded_at
         self._fallback_loaded = True
 
-    async def _backup_state(self) -> dict[str, set[str]]:
-        if self._backed_up is None:
-            state = await self._read("backup.json") or {}
-            self._backed_up = {version: set(ids) for version, ids in state.items()}
-        return self._backed_up
+    async def legacy_backed_up(self) -> dict[str, list[str]] | None:
+        """`backup.json` of an older version ({backup version: [session id]}); None without
+        one, or when it cannot be read (logged: its sessions are then backed up again)."""
+        try:
+            saved = await self._read(LEGACY_BACKUP_FILE)
+        except (OSError, ValueError) as err:
+            log.warning("bot.legacy_backup_state_unreadable", error=type(err).__name__)
+            return None
+        if saved is None:
+            return None
+        return {
+            str(version): [str(session_id) for session_id in ids]
+            for version, ids in saved.items()
+            if isinstance(ids, list)
+        }
 
-    async def is_backed_up(self, version: str, session_id: str) -> bool:
-        return session_id in (await self._backup_state()).get(version, set())
-
-    async def record_backed_up(self, version: str, session_id: str) -> None:
-        """Remember a session in the key backup `version`; other versions are forgotten."""
-        async with self._backup_lock:
-            done = (await self._backup_state()).get(version, set()) | {session_id}
-            self._backed_up = {version: done}
-            await self._write("backup.json", {version: sorted(done)})
+    async def remove_legacy_backup(self) -> None:
+        """Delete `backup.json` once its sessions are committed to the crypto store (if that
+        fails, it is imported again at the next start: harmless, the rows are already there)."""
+        try:
+            await asyncio.to_thread((self.data_dir / LEGACY_BACKUP_FILE).unlink, missing_ok=True)
+        except OSError as err:
+            log.warning("bot.legacy_backup_state_kept", error=type(err).__name__)

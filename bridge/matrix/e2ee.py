@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,9 @@ from nio.crypto import OlmDevice
 from bridge import metrics
 from bridge.errors import HomeserverUnavailable, SealroomError
 from bridge.matrix import identity, nio_compat, trust
+from bridge.matrix.backup_state import BackupState
 from bridge.matrix.client import BotClient
+from bridge.matrix.crypto_store import CryptoStoreFailed
 from bridge.matrix.failures import raise_for_error, unreachable
 from bridge.matrix.nio_compat import CryptoMachine
 
@@ -104,6 +106,8 @@ class EncryptionManager:
         self._excluded: set[tuple[str, str]] = set()
         # Key-backup uploads under way: off the send's critical path (and its room lock).
         self._backups: set[asyncio.Task[None]] = set()
+        # Which sessions are in the backup: kept in the current client's crypto store.
+        self._backed_up: BackupState | None = None
         bot.on_client_ready(self._attach)
         bot.on_sync(self._after_sync)
         bot.sender_trusted = self.sender_trusted
@@ -112,6 +116,9 @@ class EncryptionManager:
         client.add_event_callback(self._undecryptable_event, MegolmEvent)
         nio_compat.guard_share_errors(client, self._note_share_failed)
         nio_compat.route_trust_to_policy(client, self._is_excluded)
+        self._backed_up = BackupState.of(client.store, self.bot.files)
+        if self._backed_up is not None:  # read (and backup.json imported) before the first send
+            self._track_backup(self._load_backup_state(self._backed_up))
 
     def _note_share_failed(self) -> None:
         self._share_failed = True
@@ -412,11 +419,18 @@ class EncryptionManager:
         session_id = machine.outbound_session_id(room_id) if machine else None
         if target is None or session_id is None:
             return
-        task = asyncio.create_task(
-            self._backup_outbound_session(target, room_id, session_id), name="sealroom-backup"
-        )
+        self._track_backup(self._backup_outbound_session(target, room_id, session_id))
+
+    def _track_backup(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work, name="sealroom-backup")
         self._backups.add(task)
         task.add_done_callback(self._backups.discard)
+
+    async def _load_backup_state(self, state: BackupState) -> None:
+        try:
+            await state.load()
+        except CryptoStoreFailed as err:
+            log.warning("bot.backup_state_unavailable", error=type(err).__name__)
 
     async def finish_backups(self, grace: float = 10.0) -> None:
         """Let the key-backup uploads under way finish (at stop); cut short after `grace`."""
@@ -432,17 +446,19 @@ class EncryptionManager:
 
         Best effort: a failure is logged, the notice itself was delivered.
         """
-        machine = self._machine()
-        if machine is None or await self.bot.files.is_backed_up(target.version, session_id):
+        machine, state = self._machine(), self._backed_up
+        if machine is None or state is None:
             return
-        exported = machine.export_own_session(room_id, session_id)
-        if exported is None:
-            return
-        index, session_key = exported
-        body = backup_body(
-            machine.curve25519, machine.ed25519, index, session_key, target.public_key
-        )
         try:
+            if await state.is_backed_up(target.version, session_id):
+                return
+            exported = machine.export_own_session(room_id, session_id)
+            if exported is None:
+                return
+            index, session_key = exported
+            body = backup_body(
+                machine.curve25519, machine.ed25519, index, session_key, target.public_key
+            )
             await self.bot.request_json(
                 "backing up a room key",
                 "PUT",
@@ -450,11 +466,11 @@ class EncryptionManager:
                 body,
                 query={"version": target.version},
             )
+            await state.record(target.version, session_id)
         except SealroomError as err:
             log.warning("bot.backup_failed", room_id=room_id, error=err.errcode)
             return
-        except (ClientConnectionError, TimeoutError, OSError) as err:
+        except (ClientConnectionError, TimeoutError, OSError, CryptoStoreFailed) as err:
             log.warning("bot.backup_failed", room_id=room_id, error=type(err).__name__)
             return
-        await self.bot.files.record_backed_up(target.version, session_id)
         log.info("bot.room_key_backed_up", room_id=room_id, version=target.version)

@@ -179,8 +179,13 @@ async def test_sigkill_of_the_leader_during_a_burst(
                 room_id, from_bot(bot_id, "only to share credentials"), timeout=90
             )
             assert customer.undecryptable(room_id) == []
+            # Its room key went into the key backup, recorded in the shared crypto schema
+            # (where the next leader reads what needs no upload again).
+            assert await _backed_up_sessions_when_any(database_url, bot_id, 60)
             log = second.log_text(second.runs)
             assert "already exists" not in log
+            assert "bot.backup_failed" not in log
+            assert "bot.backup_state_unavailable" not in log
         finally:
             await first.kill()
             assert await second.stop() == 0
@@ -201,6 +206,28 @@ async def _rooms_when_ready(database_url: str, count: int, timeout: float) -> di
             if len(rows) == len(rooms) == count or time.monotonic() > deadline:
                 assert len(rows) == count, f"{len(rows)} sessions for {count} tickets"
                 return rooms
+            await asyncio.sleep(0.3)
+    finally:
+        await connection.close()
+
+
+async def _backed_up_sessions_when_any(database_url: str, bot_id: str, timeout: float) -> int:
+    """How many of the bot's room keys the crypto schema records as backed up, once any are
+    (the upload runs in the background after the notice)."""
+    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    connection = await asyncpg.connect(dsn, timeout=5)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            count = int(
+                await connection.fetchval(
+                    "SELECT count(*) FROM sealroom_crypto.sealroom_backed_up_sessions"
+                    " WHERE user_id = $1",
+                    bot_id,
+                )
+            )
+            if count or time.monotonic() > deadline:
+                return count
             await asyncio.sleep(0.3)
     finally:
         await connection.close()

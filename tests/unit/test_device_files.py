@@ -67,15 +67,17 @@ async def test_fallback_key_time_is_kept(tmp_path: Path) -> None:
     assert await DeviceFiles(tmp_path).fallback_uploaded_at() == 1234.5
 
 
-async def test_backed_up_sessions_are_remembered_per_backup_version(tmp_path: Path) -> None:
+async def test_an_older_versions_backup_json_is_read_then_removed(tmp_path: Path) -> None:
+    """Kept only to be imported into the crypto store (bridge.matrix.backup_state)."""
     files = DeviceFiles(tmp_path)
-    await files.record_backed_up("1", "session-a")
-    await files.record_backed_up("1", "session-b")
-    assert await files.is_backed_up("1", "session-a")
-    assert not await files.is_backed_up("2", "session-a")
-    reread = DeviceFiles(tmp_path)
-    assert await reread.is_backed_up("1", "session-b")
-    # A new backup version starts from nothing; the old version's list is dropped.
-    await reread.record_backed_up("2", "session-c")
-    assert json.loads((tmp_path / "backup.json").read_text()) == {"2": ["session-c"]}
-    assert not await DeviceFiles(tmp_path).is_backed_up("1", "session-a")
+    assert await files.legacy_backed_up() is None
+    (tmp_path / "backup.json").write_text(json.dumps({"3": ["session-a", "session-b"]}))
+    assert await files.legacy_backed_up() == {"3": ["session-a", "session-b"]}
+    await files.remove_legacy_backup()
+    assert not (tmp_path / "backup.json").exists()
+    assert await files.legacy_backed_up() is None
+
+
+async def test_an_unreadable_backup_json_is_ignored(tmp_path: Path) -> None:
+    (tmp_path / "backup.json").write_text("{not json")
+    assert await DeviceFiles(tmp_path).legacy_backed_up() is None

@@ -18,6 +18,7 @@ import pytest_asyncio
 from sqlalchemy import func, select
 
 import store.jobs
+from bridge import metrics
 from bridge.jobs import (
     DONE_RETENTION,
     Action,
@@ -82,6 +83,17 @@ async def _add(database: Database, action: Action = Action.NOTICE, **kwargs: Any
 async def _job(database: Database, job_id: int) -> Job | None:
     async with database.transaction() as db:
         return await db.get(Job, job_id)
+
+
+OUTCOMES = ("done", "retry", "failed")
+
+
+def _jobs_counted(action: str, outcome: str) -> float:
+    """sealroom_jobs_total{action, outcome} as /metrics shows it."""
+    value = metrics.REGISTRY.get_sample_value(
+        "sealroom_jobs_total", {"action": action, "outcome": outcome}
+    )
+    return value or 0.0
 
 
 async def _state_is(database: Database, job_id: int, state: str) -> bool:
@@ -153,6 +165,7 @@ async def test_a_permanent_error_gives_up_at_once(
         gave_up.append(error)
 
     runner.register(Action.INVITE, refused, on_give_up=tell_someone)
+    counted_before = {outcome: _jobs_counted("invite", outcome) for outcome in OUTCOMES}
     job_id = await _add(database, Action.INVITE)
     await runner.start()
 
@@ -163,6 +176,11 @@ async def test_a_permanent_error_gives_up_at_once(
     assert job is not None
     assert (job.state, job.attempts) == ("failed", 1)
     assert gave_up == ["PermanentJobError: the homeserver refuses for good"]
+    # Counted as giving up (what the "jobs giving up" alert watches), not as a retry.
+    counted = {
+        outcome: _jobs_counted("invite", outcome) - counted_before[outcome] for outcome in OUTCOMES
+    }
+    assert counted == {"done": 0, "retry": 0, "failed": 1}
 
 
 async def test_a_job_whose_action_is_not_registered_gives_up(

@@ -74,3 +74,29 @@ def test_the_wheel_carries_templates_static_files_and_migrations(wheel: zipfile.
     assert "bridge/web/templates/landing.html" in names
     assert "store/migrations/env.py" in names
     assert any(n.startswith("store/migrations/versions/0001") for n in names)
+
+
+def test_every_package_data_pattern_names_files_that_exist() -> None:
+    """A pattern that matches nothing (a file renamed or never written) ships nothing silently."""
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]
+    missing = [
+        f"{package}: {pattern}"
+        for package, patterns in package_data.items()
+        for pattern in patterns
+        if not any((REPO / package).glob(pattern))
+    ]
+    assert missing == []
+
+
+def test_the_wheel_carries_every_migration_sealroom_migrate_runs(wheel: zipfile.ZipFile) -> None:
+    names = set(wheel.namelist())
+    shipped = {n for n in names if n.startswith("store/migrations/versions/0")}
+    on_disk = {
+        f"store/migrations/versions/{path.name}"
+        for path in (REPO / "store" / "migrations" / "versions").glob("0*.py")
+    }
+    assert on_disk
+    assert shipped == on_disk
+    assert {"store/migrations/env.py", "store/migrate.py", "bridge/cli_migrate.py"} <= names
