@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -203,3 +204,23 @@ async def test_writes_queued_while_one_commits_share_the_next_commit(tmp_path: P
     again = open_store(crypto_store.sqlite_database, tmp_path)
     assert len(again.load_encrypted_rooms()) == 200
     await close(again)
+
+
+async def test_the_sqlite_store_commits_durably_through_a_write_ahead_log(tmp_path: Path) -> None:
+    """WAL with full sync: one fsync per commit, and a commit is on disk once flush() returns,
+    readable by another connection (the next process) before this one closes."""
+    store = open_store(crypto_store.sqlite_database, tmp_path)
+    try:
+        store.save_account(OlmAccount())
+        store.save_sync_token("s9_committed")
+        writer = crypto_store.writer_of(store)
+        assert writer is not None
+        await writer.flush()
+        [path] = [p for p in tmp_path.iterdir() if p.suffix == ".db"]
+        with contextlib.closing(sqlite3.connect(path)) as other:
+            assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            tokens = [row[0] for row in other.execute("SELECT token FROM synctokens")]
+        assert tokens == ["s9_committed"]
+        assert store.database.execute_sql("PRAGMA synchronous").fetchone() == (2,)  # FULL
+    finally:
+        await close(store)
