@@ -54,7 +54,7 @@ from _common import send_notice  # noqa: E402 (bench/, this script's folder)
 import bridge  # noqa: E402
 from bridge import logs  # noqa: E402
 from bridge.app import App  # noqa: E402
-from bridge.config import parse  # noqa: E402
+from bridge.config_file import parse  # noqa: E402
 from bridge.devtools.localsynapse import LocalSynapse, free_port  # noqa: E402
 from tests.support.cross_signing import cross_sign  # noqa: E402
 from tests.support.http_json import post_json, post_webhook  # noqa: E402

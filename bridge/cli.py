@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 from bridge import logs, preflight
 from bridge.cli_migrate import run_migrate, schema_problem
 from bridge.cli_sessions import run_sessions, sessions_parser
-from bridge.config import Config, default_path, load
+from bridge.config import Config
+from bridge.config_file import default_path, load
 from bridge.errors import ConfigError, SealroomError
 from bridge.preflight import StartupProblem
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bridge import preflight
-from bridge.config import Config, default_path
+from bridge.config import Config
+from bridge.config_file import default_path
 from bridge.errors import SealroomError
 from bridge.preflight import StartupProblem
 

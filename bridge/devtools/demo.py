@@ -20,7 +20,7 @@ from pathlib import Path
 from aiohttp import ClientSession
 
 from bridge import logs
-from bridge.config import load
+from bridge.config_file import load
 from bridge.helpdesk.kinds.standard_webhooks import signed_headers
 
 CONFIG_TEMPLATE = """\

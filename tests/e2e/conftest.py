@@ -19,7 +19,8 @@ import pytest_asyncio
 import store.sessions
 from bridge import logs
 from bridge.app import App
-from bridge.config import Config, parse
+from bridge.config import Config
+from bridge.config_file import parse
 from bridge.devtools.localsynapse import LocalSynapse, free_port
 from bridge.sessions import utcnow
 from tests.support.http_json import post_json, post_webhook

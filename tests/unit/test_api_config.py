@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bridge import cli
-from bridge.config import load
+from bridge.config_file import load
 from tests.unit.test_config import EXAMPLE, EXAMPLE_ENV, minimal, problem_at, problems_of, write
 
 TOKEN = "0123456789abcdef0123456789abcdef-api"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bridge.branding import LOGO_MAX_BYTES, contrast_ratio
-from bridge.config import load
+from bridge.config_file import load
 from tests.unit.test_config import minimal, problem_at, problems_of, write
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32

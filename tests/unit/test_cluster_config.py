@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bridge.config import load
+from bridge.config_file import load
 from tests.unit.test_config import minimal, problem_at, problems_of, write
 
 PG_URL = "postgresql+asyncpg://sealroom@db.example.org/sealroom"
@@ -26,7 +26,7 @@ def clustered(**cluster: Any) -> dict[str, Any]:
 
 
 def test_off_by_default() -> None:
-    from bridge.config import parse
+    from bridge.config_file import parse
 
     config = parse(minimal())
     assert config.cluster.enabled is False

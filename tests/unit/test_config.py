@@ -20,7 +20,8 @@ from pydantic import BaseModel, SecretStr
 
 from bridge import cli
 from bridge.app import domain_settings
-from bridge.config import Config, load
+from bridge.config import Config
+from bridge.config_file import load
 from bridge.errors import ConfigError
 from bridge.helpdesk.kinds import kind_names
 from bridge.helpdesk.mapping import FieldsOptions

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from bridge.config import Config, parse
+from bridge.config import Config
+from bridge.config_file import parse
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_CONFIG = REPO / "deploy" / "sealroom.yaml"

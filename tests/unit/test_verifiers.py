@@ -348,7 +348,7 @@ SIXTH_CHECK = """
 import sys
 import bridge.helpdesk.kinds as kinds
 kinds.__path__.append(sys.argv[1])
-from bridge.config import parse
+from bridge.config_file import parse
 from bridge.errors import ConfigError
 base = {"homeserver": {"url": "https://m.example.org", "server_name": "example.org"},
         "bot": {"user_id": "@s:example.org", "password": "a-real-bot-password"}}
