@@ -216,38 +216,36 @@ def _key_path(loc: tuple[int | str, ...]) -> list[str]:
     return parts
 
 
+# Keys that hold a path, by section; in an integration (and its `outbound:`), every `*_file` key.
+_PATH_KEYS = {
+    "bot": ("data_dir", "password_file", "access_token_file", "pickle_key_file"),
+    "homeserver": ("admin_token_file",),
+    "branding": ("logo_file",),
+    "api": ("token_file",),
+}
+
+
 def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
     """Make relative paths relative to the config file's folder, not the working directory."""
-    bot = raw.get("bot")
-    if isinstance(bot, dict):
-        for key in ("data_dir", "password_file", "access_token_file", "pickle_key_file"):
-            if isinstance(bot.get(key), str) and not Path(bot[key]).is_absolute():
-                bot[key] = str(base_dir / bot[key])
-    homeserver = raw.get("homeserver")
-    if isinstance(homeserver, dict):
-        value = homeserver.get("admin_token_file")
-        if isinstance(value, str) and not Path(value).is_absolute():
-            homeserver["admin_token_file"] = str(base_dir / value)
-    branding = raw.get("branding")
-    if isinstance(branding, dict):
-        value = branding.get("logo_file")
-        if isinstance(value, str) and not Path(value).is_absolute():
-            branding["logo_file"] = str(base_dir / value)
-    api = raw.get("api")
-    if isinstance(api, dict):
-        value = api.get("token_file")
-        if isinstance(value, str) and not Path(value).is_absolute():
-            api["token_file"] = str(base_dir / value)
+    for name, keys in _PATH_KEYS.items():
+        _relative_to(raw.get(name), keys, base_dir)
     integrations = raw.get("integrations")
     if isinstance(integrations, dict):
         for integration in integrations.values():
             if isinstance(integration, dict):
-                sections = [integration, integration.get("outbound")]
-                for section in (s for s in sections if isinstance(s, dict)):
-                    for key, value in section.items():
-                        if key.endswith("_file") and isinstance(value, str):
-                            if not Path(value).is_absolute():
-                                section[key] = str(base_dir / value)
+                for section in (integration, integration.get("outbound")):
+                    if isinstance(section, dict):
+                        keys = tuple(key for key in section if key.endswith("_file"))
+                        _relative_to(section, keys, base_dir)
+
+
+def _relative_to(section: Any, keys: tuple[str, ...], base_dir: Path) -> None:
+    if not isinstance(section, dict):
+        return
+    for key in keys:
+        value = section.get(key)
+        if isinstance(value, str) and not Path(value).is_absolute():
+            section[key] = str(base_dir / value)
 
 
 def default_path() -> Path:
