@@ -72,38 +72,59 @@ async def _wait_for_log(service: ServiceProcess, event: str, timeout: float) -> 
     raise AssertionError(f"no {event} after {timeout} s: {service.log_text(service.runs)[-3000:]}")
 
 
+async def _two_instances(
+    synapse: LocalSynapse,
+    tmp_path: Path,
+    database_url: str,
+    agent_id: str,
+    jobs: dict[str, Any],
+) -> tuple[str, str, ServiceProcess, ServiceProcess]:
+    """A new bot account and two instances for it on one database, not started yet:
+    (bot ID, webhook secret, "a", "b")."""
+    password = secrets.token_urlsafe(16)
+    bot_id = await synapse.register_user(f"sealroom-ha-{secrets.token_hex(4)}", password)
+    token = (await synapse.login(bot_id, password))["access_token"]
+    secret = webhook_secret()
+    base = service_config(
+        synapse.url,
+        "data",
+        bot_id=bot_id,
+        port=0,
+        secret=secret,
+        agents={AGENT: agent_id},
+        log_level="INFO",
+        database_url=database_url,
+        jobs=jobs,
+    )
+    pickle_key = secrets.token_urlsafe(24)
+    first = _instance(tmp_path / "a", "a", base, secret, token, pickle_key)
+    second = _instance(tmp_path / "b", "b", base, secret, token, pickle_key)
+    return bot_id, secret, first, second
+
+
+async def _start_leader_then_standby(leader: ServiceProcess, standby: ServiceProcess) -> None:
+    await leader.start()
+    await leader.wait_ready(90)
+    await _wait_for_log(leader, "cluster.elected", 10)
+    await _wait_for_log(leader, "cluster.listening", 10)
+    await _wait_for_log(leader, "bot.identity_ready", 90)
+    await standby.start()
+    await standby.wait_ready(60)
+    await _wait_for_log(standby, "cluster.standby", 10)
+
+
 async def test_sigkill_of_the_leader_during_a_burst(
     synapse: LocalSynapse, matrix_user: MatrixUserFactory, tmp_path: Path
 ) -> None:
     async with fresh_postgres_database("sealroom_failover") as database_url:
         agent = await matrix_user("agent")
         customer = await matrix_user("customer")
-        password = secrets.token_urlsafe(16)
-        bot_id = await synapse.register_user(f"sealroom-ha-{secrets.token_hex(4)}", password)
-        token = (await synapse.login(bot_id, password))["access_token"]
-        secret = webhook_secret()
-        base = service_config(
-            synapse.url,
-            "data",
-            bot_id=bot_id,
-            port=0,
-            secret=secret,
-            agents={AGENT: agent.user_id},
-            log_level="INFO",
-            database_url=database_url,
-            jobs={"retry_initial_seconds": 0.2, "retry_max_seconds": 2.0, "poll_seconds": 0.5},
+        jobs = {"retry_initial_seconds": 0.2, "retry_max_seconds": 2.0, "poll_seconds": 0.5}
+        bot_id, secret, first, second = await _two_instances(
+            synapse, tmp_path, database_url, agent.user_id, jobs
         )
-        pickle_key = secrets.token_urlsafe(24)
-        first = _instance(tmp_path / "a", "a", base, secret, token, pickle_key)
-        second = _instance(tmp_path / "b", "b", base, secret, token, pickle_key)
         try:
-            await first.start()
-            await first.wait_ready(90)
-            await _wait_for_log(first, "cluster.elected", 10)
-            await _wait_for_log(first, "bot.identity_ready", 90)
-            await second.start()
-            await second.wait_ready(60)
-            await _wait_for_log(second, "cluster.standby", 10)
+            await _start_leader_then_standby(first, second)
             devices_before = await _bot_devices(synapse, agent.client.access_token, bot_id)
             assert len(devices_before) == 1, devices_before
 
@@ -239,32 +260,11 @@ async def test_a_webhook_the_standby_accepts_is_acted_on_by_the_leader_without_i
     """The leader polls for jobs only every 300 s here: the room comes from the NOTIFY."""
     async with fresh_postgres_database("sealroom_signal") as database_url:
         agent = await matrix_user("agent")
-        password = secrets.token_urlsafe(16)
-        bot_id = await synapse.register_user(f"sealroom-sig-{secrets.token_hex(4)}", password)
-        token = (await synapse.login(bot_id, password))["access_token"]
-        secret = webhook_secret()
-        base = service_config(
-            synapse.url,
-            "data",
-            bot_id=bot_id,
-            port=0,
-            secret=secret,
-            agents={AGENT: agent.user_id},
-            log_level="INFO",
-            database_url=database_url,
-            jobs={"poll_seconds": 300},
+        _, secret, leader, standby = await _two_instances(
+            synapse, tmp_path, database_url, agent.user_id, {"poll_seconds": 300}
         )
-        pickle_key = secrets.token_urlsafe(24)
-        leader = _instance(tmp_path / "a", "a", base, secret, token, pickle_key)
-        standby = _instance(tmp_path / "b", "b", base, secret, token, pickle_key)
         try:
-            await leader.start()
-            await leader.wait_ready(90)
-            await _wait_for_log(leader, "bot.identity_ready", 90)
-            await _wait_for_log(leader, "cluster.listening", 10)
-            await standby.start()
-            await standby.wait_ready(60)
-            await _wait_for_log(standby, "cluster.standby", 10)
+            await _start_leader_then_standby(leader, standby)
             # Let the leader's job loop settle into its 300 s sleep.
             await asyncio.sleep(1)
             for i in range(2):
