@@ -14,11 +14,11 @@ import structlog
 
 import store.deliveries
 import store.sessions
-from bridge.errors import TicketUnknown
+from bridge.errors import AgentUnknown, SealroomError, SessionClosed, TicketUnknown
 from bridge.invites import InviteService
 from bridge.sessions import OpenRequest, SessionService
 from bridge.ticket_notes import LinkSealer, schedule_link_reply
-from store import Conflict, Database, Transaction, WebhookDelivery
+from store import Batch, Conflict, Database, Transaction, WebhookDelivery
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -92,10 +92,19 @@ class DeliveryService:
     async def _open_once(self, delivery: Delivery, request: OpenRequest) -> WebhookOutcome:
         """In a transaction shared with concurrent webhooks: one commit (one fsync) for all."""
         now = self.sessions.clock()
-        outcome, session_id = await self.database.in_group_commit(
+        done = await self.database.in_group_commit(
             lambda db: self._open_in(db, delivery, request, now)
         )
-        if session_id is not None:
+        if isinstance(done, SealroomError):
+            raise done
+        outcome, session_id = done
+        if outcome.replayed:
+            log.info(
+                "webhook.replayed",
+                integration=delivery.integration,
+                webhook_id=delivery.webhook_id,
+            )
+        elif session_id is not None:
             log.info(
                 "session.reused" if outcome.kind == OutcomeKind.REUSED else "session.opened",
                 session_id=session_id,
@@ -104,16 +113,27 @@ class DeliveryService:
             )
         return outcome
 
-    async def _open_in(
-        self, db: Transaction, delivery: Delivery, request: OpenRequest, now: datetime
-    ) -> tuple[WebhookOutcome, str | None]:
-        """The webhook's work in `db`; (the outcome, the session opened or None for a replay)."""
-        replay = await self._replay(db, delivery)
-        if replay is not None:
-            return replay, None
-        session, reused = await self.sessions.open_or_reuse(db, delivery.integration, request, now)
-        invite, token = await self.invites.issue(db, session, now)
-        await schedule_link_reply(
+    def _open_in(
+        self, db: Batch, delivery: Delivery, request: OpenRequest, now: datetime
+    ) -> tuple[WebhookOutcome, str | None] | SealroomError:
+        """The webhook's work in the batch (synchronous: on SQLite it runs in the writer
+        thread, so it logs nothing); (the outcome, the session opened or None for a replay),
+        or the domain's refusal, returned rather than raised: nothing was written yet, and the
+        other webhooks of the batch go on."""
+        seen = db.delivery(delivery.integration, delivery.webhook_id)
+        if seen is not None:
+            outcome, response = seen
+            return WebhookOutcome(OutcomeKind(outcome), response, replayed=True), None
+        try:
+            session, reused = self.sessions.open_or_reuse_in(
+                db, delivery.integration, request, now
+            )
+        except (AgentUnknown, SessionClosed, TicketUnknown) as err:
+            return err
+        invite, token = self.invites.issue_in(
+            db, session.id, session.expires_at, now, new_session=not reused
+        )
+        schedule_link_reply(
             db,
             self.sessions.settings.ticket_updates,
             self.sealer,
@@ -130,7 +150,7 @@ class DeliveryService:
             "session_expires_at": session.expires_at.isoformat(),
             "state": session.state,
         }
-        self._record(db, delivery, now, kind, body)
+        db.add_delivery(delivery.integration, delivery.webhook_id, now, kind.value, body)
         return WebhookOutcome(kind, body, invite_token=token), session.id
 
     async def close_ticket(self, delivery: Delivery, ticket_ref: str) -> WebhookOutcome:

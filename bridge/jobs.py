@@ -29,7 +29,7 @@ import store.ledger
 from bridge import metrics
 from bridge.errors import SealroomError
 from bridge.tasks import cancel_and_wait
-from store import Database, Job, Transaction
+from store import Batch, Database, Job, Transaction
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -102,6 +102,27 @@ async def schedule(
     """
     return await store.jobs.add(
         db,
+        action.value,
+        now,
+        session_id=session_id,
+        params=params,
+        run_after=run_after,
+        dedupe_key=dedupe_key,
+    )
+
+
+def schedule_in(
+    db: Batch,
+    action: Action,
+    now: datetime,
+    *,
+    session_id: str | None = None,
+    params: dict[str, Any] | None = None,
+    run_after: datetime | None = None,
+    dedupe_key: str | None = None,
+) -> bool:
+    """`schedule` for the webhook path's batch (synchronous, Core); the same rows."""
+    return db.add_job(
         action.value,
         now,
         session_id=session_id,
