@@ -12,13 +12,11 @@ from typing import Any
 
 import structlog
 
-import store.deliveries
-import store.sessions
 from bridge.errors import AgentUnknown, SealroomError, SessionClosed, TicketUnknown
 from bridge.invites import InviteService
 from bridge.sessions import OpenRequest, SessionService
 from bridge.ticket_notes import LinkSealer, schedule_link_reply
-from store import Batch, Conflict, Database, Transaction, WebhookDelivery
+from store import Batch, Conflict, Database
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -99,11 +97,7 @@ class DeliveryService:
             raise done
         outcome, session_id = done
         if outcome.replayed:
-            log.info(
-                "webhook.replayed",
-                integration=delivery.integration,
-                webhook_id=delivery.webhook_id,
-            )
+            self._log_replay(delivery)
         elif session_id is not None:
             log.info(
                 "session.reused" if outcome.kind == OutcomeKind.REUSED else "session.opened",
@@ -160,54 +154,51 @@ class DeliveryService:
             TicketUnknown: no live session for this ticket (nothing is recorded, so the
                 helpdesk may retry).
         """
-        now = self.sessions.clock()
-        try:
-            async with self.database.transaction() as db:
-                replay = await self._replay(db, delivery)
-                if replay is not None:
-                    return replay
-                session = await store.sessions.get_live_by_ticket(
-                    db, delivery.integration, ticket_ref
-                )
-                if session is None:
-                    raise TicketUnknown(
-                        f"There is no open secure session for ticket {ticket_ref!r}."
-                    )
-                await self.sessions.begin_close(db, session, "helpdesk", "helpdesk", now)
-                body = {"session_id": session.id, "state": "closing"}
-                self._record(db, delivery, now, OutcomeKind.CLOSING, body)
-        except Conflict:
-            async with self.database.transaction() as db:
-                replay = await self._replay(db, delivery)
-            if replay is None:
-                raise
-            return replay
-        self.sessions.wake_jobs()
-        return WebhookOutcome(OutcomeKind.CLOSING, body)
+        for _ in range(CONFLICT_ROUNDS):
+            try:
+                outcome = await self._close_once(delivery, ticket_ref)
+            except Conflict:
+                continue  # a concurrent twin recorded the delivery: the next round replays it
+            if not outcome.replayed:
+                self.sessions.wake_jobs()
+            return outcome
+        raise RuntimeError("could not record the webhook after concurrent retries")
 
-    async def _replay(self, db: Transaction, delivery: Delivery) -> WebhookOutcome | None:
-        seen = await store.deliveries.get(db, delivery.integration, delivery.webhook_id)
-        if seen is None:
-            return None
-        log.info(
-            "webhook.replayed", integration=delivery.integration, webhook_id=delivery.webhook_id
+    async def _close_once(self, delivery: Delivery, ticket_ref: str) -> WebhookOutcome:
+        now = self.sessions.clock()
+        done = await self.database.in_group_commit(
+            lambda db: self._close_in(db, delivery, ticket_ref, now)
         )
-        return WebhookOutcome(OutcomeKind(seen.outcome), dict(seen.response), replayed=True)
+        if isinstance(done, SealroomError):
+            raise done
+        outcome, closing = done
+        if outcome.replayed:
+            self._log_replay(delivery)
+        elif closing is not None:
+            log.info("session.closing", session_id=closing, reason="helpdesk")
+        return outcome
+
+    def _close_in(
+        self, db: Batch, delivery: Delivery, ticket_ref: str, now: datetime
+    ) -> tuple[WebhookOutcome, str | None] | SealroomError:
+        """The close webhook's work in the batch; (the outcome, the session that began closing
+        or None), or TicketUnknown, returned before anything was written."""
+        seen = db.delivery(delivery.integration, delivery.webhook_id)
+        if seen is not None:
+            outcome, response = seen
+            return WebhookOutcome(OutcomeKind(outcome), response, replayed=True), None
+        session = db.live_session(delivery.integration, ticket_ref)
+        if session is None:
+            return TicketUnknown(f"There is no open secure session for ticket {ticket_ref!r}.")
+        began = self.sessions.begin_close_in(db, session.id, "helpdesk", "helpdesk", now)
+        body = {"session_id": session.id, "state": "closing"}
+        db.add_delivery(
+            delivery.integration, delivery.webhook_id, now, OutcomeKind.CLOSING.value, body
+        )
+        return WebhookOutcome(OutcomeKind.CLOSING, body), session.id if began else None
 
     @staticmethod
-    def _record(
-        db: Transaction,
-        delivery: Delivery,
-        now: datetime,
-        kind: OutcomeKind,
-        body: dict[str, Any],
-    ) -> None:
-        db.add(
-            WebhookDelivery(
-                integration=delivery.integration,
-                webhook_id=delivery.webhook_id,
-                received_at=now,
-                outcome=kind.value,
-                response=body,
-            )
+    def _log_replay(delivery: Delivery) -> None:
+        log.info(
+            "webhook.replayed", integration=delivery.integration, webhook_id=delivery.webhook_id
         )

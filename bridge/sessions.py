@@ -46,6 +46,11 @@ TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
 LIVE = (SessionState.PENDING, SessionState.OPEN)
 
 
+def _sources(to: SessionState) -> tuple[str, ...]:
+    """Every state allowed to move to `to`."""
+    return tuple(state.value for state, targets in TRANSITIONS.items() if to in targets)
+
+
 def is_live(session: SecureSession) -> bool:
     """Pending or open: it may still be joined, extended or closed."""
     return session.state in LIVE
@@ -276,22 +281,37 @@ class SessionService:
         self, db: Transaction, session: SecureSession, reason: str, actor: str, now: datetime
     ) -> bool:
         """Move a live session to closing and schedule the room's closing; False if it was not
-        live (already closing or closed: nothing to do)."""
-        if not await self._move(db, session, SessionState.CLOSING, now, close_reason=reason):
+        live (already closing or closed: nothing to do). Keeps the loaded object in step."""
+        session_id = session.id
+        if not await run_in(
+            db, lambda batch: self.begin_close_in(batch, session_id, reason, actor, now)
+        ):
             return False
-        await store.invites.revoke_unused(db, session.id, now)
-        await schedule(
+        session.state = SessionState.CLOSING.value
+        session.updated_at = now
+        session.close_reason = reason
+        log.info("session.closing", session_id=session_id, reason=reason)
+        return True
+
+    def begin_close_in(
+        self, db: Batch, session_id: str, reason: str, actor: str, now: datetime
+    ) -> bool:
+        """`begin_close` in a batch (the close webhook's path; logs nothing)."""
+        sources = _sources(SessionState.CLOSING)
+        if not db.move(
+            session_id, SessionState.CLOSING.value, now, from_states=sources, close_reason=reason
+        ):
+            return False
+        db.revoke_unused_invites(session_id, now)
+        schedule_in(
             db,
             Action.CLOSE_ROOM,
             now,
-            session_id=session.id,
+            session_id=session_id,
             params={"reason": reason},
-            dedupe_key=f"close:{session.id}",
+            dedupe_key=f"close:{session_id}",
         )
-        store.audit.record(
-            db, now, "session.closing", session_id=session.id, actor=actor, reason=reason
-        )
-        log.info("session.closing", session_id=session.id, reason=reason)
+        db.audit(now, "session.closing", session_id=session_id, actor=actor, reason=reason)
         return True
 
     async def close(self, session_id: str, reason: str, actor: str) -> None:
@@ -453,7 +473,7 @@ class SessionService:
     ) -> bool:
         """Move atomically from any state allowed to reach `to`; False when the session was in
         none of them (a concurrent move won). Keeps the loaded object in step."""
-        sources = tuple(state.value for state, targets in TRANSITIONS.items() if to in targets)
+        sources = _sources(to)
         moved = await store.sessions.set_state(
             db, session.id, to.value, now, from_states=sources, close_reason=close_reason
         )

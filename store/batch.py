@@ -177,6 +177,29 @@ class Batch:
             },
         )
 
+    def move(
+        self,
+        session_id: str,
+        state: str,
+        now: datetime,
+        *,
+        from_states: tuple[str, ...],
+        close_reason: str | None = None,
+    ) -> bool:
+        """Move a session between states atomically (as `store.sessions.set_state`); False
+        when it was not in `from_states`."""
+        values: dict[str, object] = {"state": state, "updated_at": now}
+        if close_reason is not None:
+            values["close_reason"] = close_reason
+        if state in ("closed", "purged"):
+            values["closed_at"] = now
+        result = self.conn.execute(
+            update(_sessions)
+            .where(_sessions.c.id == session_id, _sessions.c.state.in_(from_states))
+            .values(**values)
+        )
+        return bool(result.rowcount)
+
     # -- invites -------------------------------------------------------------------------------
 
     def revoke_unused_invites(self, session_id: str, now: datetime) -> int:
