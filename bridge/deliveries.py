@@ -12,13 +12,11 @@ from typing import Any
 
 import structlog
 
-import store.deliveries
-import store.sessions
-from bridge.errors import TicketUnknown
+from bridge.errors import AgentUnknown, SealroomError, SessionClosed, TicketUnknown
 from bridge.invites import InviteService
 from bridge.sessions import OpenRequest, SessionService
 from bridge.ticket_notes import LinkSealer, schedule_link_reply
-from store import Conflict, Database, Transaction, WebhookDelivery
+from store import Batch, Conflict, Database
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -92,10 +90,15 @@ class DeliveryService:
     async def _open_once(self, delivery: Delivery, request: OpenRequest) -> WebhookOutcome:
         """In a transaction shared with concurrent webhooks: one commit (one fsync) for all."""
         now = self.sessions.clock()
-        outcome, session_id = await self.database.in_group_commit(
+        done = await self.database.in_group_commit(
             lambda db: self._open_in(db, delivery, request, now)
         )
-        if session_id is not None:
+        if isinstance(done, SealroomError):
+            raise done
+        outcome, session_id = done
+        if outcome.replayed:
+            self._log_replay(delivery)
+        elif session_id is not None:
             log.info(
                 "session.reused" if outcome.kind == OutcomeKind.REUSED else "session.opened",
                 session_id=session_id,
@@ -104,16 +107,27 @@ class DeliveryService:
             )
         return outcome
 
-    async def _open_in(
-        self, db: Transaction, delivery: Delivery, request: OpenRequest, now: datetime
-    ) -> tuple[WebhookOutcome, str | None]:
-        """The webhook's work in `db`; (the outcome, the session opened or None for a replay)."""
-        replay = await self._replay(db, delivery)
-        if replay is not None:
-            return replay, None
-        session, reused = await self.sessions.open_or_reuse(db, delivery.integration, request, now)
-        invite, token = await self.invites.issue(db, session, now)
-        await schedule_link_reply(
+    def _open_in(
+        self, db: Batch, delivery: Delivery, request: OpenRequest, now: datetime
+    ) -> tuple[WebhookOutcome, str | None] | SealroomError:
+        """The webhook's work in the batch (synchronous: on SQLite it runs in the writer
+        thread, so it logs nothing); (the outcome, the session opened or None for a replay),
+        or the domain's refusal, returned rather than raised: nothing was written yet, and the
+        other webhooks of the batch go on."""
+        seen = db.delivery(delivery.integration, delivery.webhook_id)
+        if seen is not None:
+            outcome, response = seen
+            return WebhookOutcome(OutcomeKind(outcome), response, replayed=True), None
+        try:
+            session, reused = self.sessions.open_or_reuse_in(
+                db, delivery.integration, request, now
+            )
+        except (AgentUnknown, SessionClosed, TicketUnknown) as err:
+            return err
+        invite, token = self.invites.issue_in(
+            db, session.id, session.expires_at, now, new_session=not reused
+        )
+        schedule_link_reply(
             db,
             self.sessions.settings.ticket_updates,
             self.sealer,
@@ -130,7 +144,7 @@ class DeliveryService:
             "session_expires_at": session.expires_at.isoformat(),
             "state": session.state,
         }
-        self._record(db, delivery, now, kind, body)
+        db.add_delivery(delivery.integration, delivery.webhook_id, now, kind.value, body)
         return WebhookOutcome(kind, body, invite_token=token), session.id
 
     async def close_ticket(self, delivery: Delivery, ticket_ref: str) -> WebhookOutcome:
@@ -140,54 +154,51 @@ class DeliveryService:
             TicketUnknown: no live session for this ticket (nothing is recorded, so the
                 helpdesk may retry).
         """
-        now = self.sessions.clock()
-        try:
-            async with self.database.transaction() as db:
-                replay = await self._replay(db, delivery)
-                if replay is not None:
-                    return replay
-                session = await store.sessions.get_live_by_ticket(
-                    db, delivery.integration, ticket_ref
-                )
-                if session is None:
-                    raise TicketUnknown(
-                        f"There is no open secure session for ticket {ticket_ref!r}."
-                    )
-                await self.sessions.begin_close(db, session, "helpdesk", "helpdesk", now)
-                body = {"session_id": session.id, "state": "closing"}
-                self._record(db, delivery, now, OutcomeKind.CLOSING, body)
-        except Conflict:
-            async with self.database.transaction() as db:
-                replay = await self._replay(db, delivery)
-            if replay is None:
-                raise
-            return replay
-        self.sessions.wake_jobs()
-        return WebhookOutcome(OutcomeKind.CLOSING, body)
+        for _ in range(CONFLICT_ROUNDS):
+            try:
+                outcome = await self._close_once(delivery, ticket_ref)
+            except Conflict:
+                continue  # a concurrent twin recorded the delivery: the next round replays it
+            if not outcome.replayed:
+                self.sessions.wake_jobs()
+            return outcome
+        raise RuntimeError("could not record the webhook after concurrent retries")
 
-    async def _replay(self, db: Transaction, delivery: Delivery) -> WebhookOutcome | None:
-        seen = await store.deliveries.get(db, delivery.integration, delivery.webhook_id)
-        if seen is None:
-            return None
-        log.info(
-            "webhook.replayed", integration=delivery.integration, webhook_id=delivery.webhook_id
+    async def _close_once(self, delivery: Delivery, ticket_ref: str) -> WebhookOutcome:
+        now = self.sessions.clock()
+        done = await self.database.in_group_commit(
+            lambda db: self._close_in(db, delivery, ticket_ref, now)
         )
-        return WebhookOutcome(OutcomeKind(seen.outcome), dict(seen.response), replayed=True)
+        if isinstance(done, SealroomError):
+            raise done
+        outcome, closing = done
+        if outcome.replayed:
+            self._log_replay(delivery)
+        elif closing is not None:
+            log.info("session.closing", session_id=closing, reason="helpdesk")
+        return outcome
+
+    def _close_in(
+        self, db: Batch, delivery: Delivery, ticket_ref: str, now: datetime
+    ) -> tuple[WebhookOutcome, str | None] | SealroomError:
+        """The close webhook's work in the batch; (the outcome, the session that began closing
+        or None), or TicketUnknown, returned before anything was written."""
+        seen = db.delivery(delivery.integration, delivery.webhook_id)
+        if seen is not None:
+            outcome, response = seen
+            return WebhookOutcome(OutcomeKind(outcome), response, replayed=True), None
+        session = db.live_session(delivery.integration, ticket_ref)
+        if session is None:
+            return TicketUnknown(f"There is no open secure session for ticket {ticket_ref!r}.")
+        began = self.sessions.begin_close_in(db, session.id, "helpdesk", "helpdesk", now)
+        body = {"session_id": session.id, "state": "closing"}
+        db.add_delivery(
+            delivery.integration, delivery.webhook_id, now, OutcomeKind.CLOSING.value, body
+        )
+        return WebhookOutcome(OutcomeKind.CLOSING, body), session.id if began else None
 
     @staticmethod
-    def _record(
-        db: Transaction,
-        delivery: Delivery,
-        now: datetime,
-        kind: OutcomeKind,
-        body: dict[str, Any],
-    ) -> None:
-        db.add(
-            WebhookDelivery(
-                integration=delivery.integration,
-                webhook_id=delivery.webhook_id,
-                received_at=now,
-                outcome=kind.value,
-                response=body,
-            )
+    def _log_replay(delivery: Delivery) -> None:
+        log.info(
+            "webhook.replayed", integration=delivery.integration, webhook_id=delivery.webhook_id
         )

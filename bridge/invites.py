@@ -20,7 +20,7 @@ from bridge.jobs import Action, schedule
 from bridge.ports import Accounts
 from bridge.sessions import SessionService, is_live
 from bridge.ticket_notes import Milestone, schedule_milestone
-from store import Database, Invite, SecureSession, Transaction
+from store import Batch, Database, Invite, IssuedInvite, SecureSession, Transaction, run_in
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -82,23 +82,30 @@ class InviteService:
         self.accounts = accounts
         self.clock = sessions.clock
 
+    def issue_in(
+        self,
+        db: Batch,
+        session_id: str,
+        session_expires_at: datetime,
+        now: datetime,
+        *,
+        new_session: bool = False,
+    ) -> tuple[IssuedInvite, str]:
+        """A new link for the session and its token (to hand out once); older unused links stop
+        working, so a session has one live link (a session opened in this batch has none)."""
+        revoked = 0 if new_session else db.revoke_unused_invites(session_id, now)
+        if revoked:
+            db.audit(now, "invite.reissued", session_id=session_id, revoked=revoked)
+        token = mint_token()
+        expires_at = min(now + self.sessions.settings.invite_lifetime, session_expires_at)
+        return db.add_invite(session_id, hash_token(token), now, expires_at), token
+
     async def issue(
         self, db: Transaction, session: SecureSession, now: datetime
-    ) -> tuple[Invite, str]:
-        """A new link for the session and its token (to hand out once); older unused links stop
-        working, so a session has one live link."""
-        revoked = await store.invites.revoke_unused(db, session.id, now)
-        if revoked:
-            store.audit.record(db, now, "invite.reissued", session_id=session.id, revoked=revoked)
-        token = mint_token()
-        invite = Invite(
-            session_id=session.id,
-            token_hash=hash_token(token),
-            created_at=now,
-            expires_at=min(now + self.sessions.settings.invite_lifetime, session.expires_at),
-        )
-        db.add(invite)
-        return invite, token
+    ) -> tuple[IssuedInvite, str]:
+        """`issue_in` inside an ORM transaction."""
+        session_id, expires_at = session.id, session.expires_at
+        return await run_in(db, lambda batch: self.issue_in(batch, session_id, expires_at, now))
 
     async def valid(self, db: Transaction, token: str) -> tuple[Invite, SecureSession]:
         """Raises InviteGone for unknown, used, revoked and expired alike."""

@@ -29,7 +29,7 @@ import store.ledger
 from bridge import metrics
 from bridge.errors import SealroomError
 from bridge.tasks import cancel_and_wait
-from store import Database, Job, Transaction
+from store import Batch, Database, Job, Transaction
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -102,6 +102,27 @@ async def schedule(
     """
     return await store.jobs.add(
         db,
+        action.value,
+        now,
+        session_id=session_id,
+        params=params,
+        run_after=run_after,
+        dedupe_key=dedupe_key,
+    )
+
+
+def schedule_in(
+    db: Batch,
+    action: Action,
+    now: datetime,
+    *,
+    session_id: str | None = None,
+    params: dict[str, Any] | None = None,
+    run_after: datetime | None = None,
+    dedupe_key: str | None = None,
+) -> bool:
+    """`schedule` for the webhook path's batch (synchronous, Core); the same rows."""
+    return db.add_job(
         action.value,
         now,
         session_id=session_id,
@@ -235,9 +256,11 @@ class JobRunner:
         sleep until the next job is due (a finishing job wakes the loop sooner)."""
         free = self.concurrency - len(self._running)
         now = self.clock()
-        async with self.database.transaction() as db:
-            claimed = await store.jobs.claim_due(db, now, free, FIRST) if free > 0 else []
-            next_at = await store.jobs.next_due_at(db)
+        # One hand-off to the database for both (store.jobs.claim_due_in): a dispatch follows
+        # every webhook's wake-up, so it must not hold SQLite's write lock across loop turns.
+        claimed, next_at = await self.database.run_sync(
+            lambda conn: store.jobs.claim_due_in(conn, now, free, FIRST)
+        )
         for job in claimed:
             task = asyncio.create_task(self._run(job), name=f"job-{job.id}-{job.action}")
             self._running.add(task)
@@ -306,8 +329,8 @@ class JobRunner:
                 )
             self.wake()
             return
-        async with self.database.transaction() as db:
-            await store.jobs.finish(db, job.id, self.clock())
+        finished = self.clock()
+        await self.database.run_sync(lambda conn: store.jobs.finish_in(conn, job.id, finished))
         metrics.JOBS.labels(job.action, "done").inc()
         metrics.JOB_DURATION.labels(job.action).observe(time.monotonic() - started)
         if job.action == Action.CREATE_ROOM:  # scheduled by the webhook that asked for it

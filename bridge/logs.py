@@ -89,6 +89,9 @@ def configure(
     )
     structlog.configure(
         processors=[
+            # First: a record below the level costs one check, not the whole chain (which
+            # otherwise runs before the stdlib logger drops it).
+            structlog.stdlib.filter_by_level,
             *shared,
             structlog.processors.format_exc_info,
             redact,

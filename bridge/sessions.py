@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -18,9 +18,9 @@ import store.audit
 import store.invites
 import store.sessions
 from bridge.errors import AgentUnknown, SessionClosed, TicketUnknown
-from bridge.jobs import Action, outstanding, schedule
+from bridge.jobs import Action, outstanding, schedule, schedule_in
 from bridge.ticket_notes import Milestone, TicketUpdates, schedule_milestone
-from store import Database, SecureSession, Transaction
+from store import Batch, Database, LiveSession, SecureSession, Transaction, run_in
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -44,6 +44,11 @@ TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
     SessionState.CLOSED: frozenset(),
 }
 LIVE = (SessionState.PENDING, SessionState.OPEN)
+
+
+def _sources(to: SessionState) -> tuple[str, ...]:
+    """Every state allowed to move to `to`."""
+    return tuple(state.value for state, targets in TRANSITIONS.items() if to in targets)
 
 
 def is_live(session: SecureSession) -> bool:
@@ -139,29 +144,38 @@ class SessionService:
             raise LookupError(f"secure session {session_id} is gone")
         return session
 
-    async def open_or_reuse(
-        self, db: Transaction, integration: str, request: OpenRequest, now: datetime
-    ) -> tuple[SecureSession, bool]:
-        """The ticket's live session, locked for this transaction, or a new one.
+    def agent_for(self, integration: str, agent: str) -> str:
+        """The Matrix account of a helpdesk agent.
 
         Raises:
-            AgentUnknown: the agent is not mapped to a Matrix account (nothing is recorded).
-            SessionClosed: the ticket's session is still being closed.
-            store.Conflict: a concurrent twin created the session first (run again).
+            AgentUnknown: the agent is not mapped to a Matrix account.
         """
-        agent_user_id = self.settings.agent_user_id(request.agent, integration)
+        agent_user_id = self.settings.agent_user_id(agent, integration)
         if agent_user_id is None:
             raise AgentUnknown(
-                f"agent: {request.agent!r} is not mapped to a Matrix account; add it under "
+                f"agent: {agent!r} is not mapped to a Matrix account; add it under "
                 f"`agents:` (or `integrations.{integration}.agents:`) in sealroom's "
                 "configuration.",
                 ["agent"],
             )
+        return agent_user_id
+
+    def open_or_reuse_in(
+        self, db: Batch, integration: str, request: OpenRequest, now: datetime
+    ) -> tuple[LiveSession, bool]:
+        """The ticket's live session, locked for this transaction, or a new one (the webhook
+        path: synchronous, in the group commit's batch).
+
+        Raises (each before anything is written, so the batch goes on for the others):
+            AgentUnknown: the agent is not mapped to a Matrix account.
+            SessionClosed: the ticket's session is still being closed.
+            TicketUnknown: a reassign for a ticket without a live session.
+        Raises store.Conflict when a concurrent twin created the session first (run again).
+        """
+        agent_user_id = self.agent_for(integration, request.agent)
         # The row lock makes concurrent re-opens of one ticket take turns (PostgreSQL's READ
         # COMMITTED would otherwise let each revoke only the invites it can see).
-        session = await store.sessions.get_live_by_ticket(
-            db, integration, request.ticket_ref, for_update=True
-        )
+        session = db.live_session(integration, request.ticket_ref)
         if session is not None:
             if session.state == SessionState.CLOSING:
                 raise SessionClosed(
@@ -169,7 +183,8 @@ class SessionService:
                     "closed; send the webhook again in a minute."
                 )
             if session.agent_user_id != agent_user_id:
-                await self._hand_over(db, session, request.agent, agent_user_id, now)
+                self._hand_over(db, session, request.agent, agent_user_id, now)
+                session = replace(session, agent_user_id=agent_user_id)
             return session, True
         if request.reassign:
             raise TicketUnknown(
@@ -177,7 +192,8 @@ class SessionService:
                 "over; a reassign never opens one."
             )
         session_id = str(uuid.uuid4())
-        session = SecureSession(
+        expires_at = now + self.settings.lifetime(integration)
+        db.add_session(
             id=session_id,
             integration=integration,
             ticket_ref=request.ticket_ref,
@@ -185,35 +201,46 @@ class SessionService:
             agent_ref=request.agent,
             agent_user_id=agent_user_id,
             room_alias=f"#{room_alias_localpart(session_id)}:{self.settings.server_name}",
-            state=SessionState.PENDING,
+            state=SessionState.PENDING.value,
             created_at=now,
             updated_at=now,
-            expires_at=now + self.settings.lifetime(integration),
+            expires_at=expires_at,
         )
-        db.add(session)
-        await db.flush()
-        await schedule(db, Action.CREATE_ROOM, now, session_id=session.id)
-        await self.schedule_expiry(db, session, now)
-        store.audit.record(
-            db,
+        schedule_in(db, Action.CREATE_ROOM, now, session_id=session_id)
+        self.schedule_expiry_in(db, session_id, expires_at, now)
+        db.audit(
             now,
             "session.opened",
-            session_id=session.id,
+            session_id=session_id,
             actor=request.agent,
             ticket_ref=request.ticket_ref,
             integration=integration,
         )
-        return session, False
+        live = LiveSession(
+            session_id, integration, SessionState.PENDING.value, agent_user_id, expires_at
+        )
+        return live, False
 
-    async def _hand_over(
-        self, db: Transaction, session: SecureSession, agent: str, user_id: str, now: datetime
+    async def open_or_reuse(
+        self, db: Transaction, integration: str, request: OpenRequest, now: datetime
+    ) -> tuple[SecureSession, bool]:
+        """`open_or_reuse_in` inside an ORM transaction; the session as a model."""
+        live, reused = await run_in(
+            db, lambda batch: self.open_or_reuse_in(batch, integration, request, now)
+        )
+        session = await store.sessions.get(db, live.id, for_update=True)
+        assert session is not None
+        return session, reused
+
+    def _hand_over(
+        self, db: Batch, session: LiveSession, agent: str, user_id: str, now: datetime
     ) -> None:
         """A re-open or reassignment names another (mapped) agent: they become the session's
         agent and are invited, and the previous agent is removed from the room; the room jobs
         wait for the room if it does not exist yet."""
         previous = session.agent_user_id
         if previous is not None:
-            await schedule(
+            schedule_in(
                 db,
                 Action.REMOVE_MEMBER,
                 now,
@@ -224,10 +251,8 @@ class SessionService:
                     "demote": True,
                 },
             )
-        session.agent_ref = agent
-        session.agent_user_id = user_id
-        session.updated_at = now
-        await schedule(
+        db.assign_agent(session.id, agent, user_id, now)
+        schedule_in(
             db,
             Action.INVITE,
             now,
@@ -235,9 +260,7 @@ class SessionService:
             params={"user_id": user_id, "agent": True},
             dedupe_key=f"agent-invite:{session.id}:{user_id}",
         )
-        store.audit.record(
-            db, now, "session.agent_changed", session_id=session.id, actor=agent, user_id=user_id
-        )
+        db.audit(now, "session.agent_changed", session_id=session.id, actor=agent, user_id=user_id)
 
     async def extend(
         self, db: Transaction, session: SecureSession, hours: float, actor: str, now: datetime
@@ -258,22 +281,37 @@ class SessionService:
         self, db: Transaction, session: SecureSession, reason: str, actor: str, now: datetime
     ) -> bool:
         """Move a live session to closing and schedule the room's closing; False if it was not
-        live (already closing or closed: nothing to do)."""
-        if not await self._move(db, session, SessionState.CLOSING, now, close_reason=reason):
+        live (already closing or closed: nothing to do). Keeps the loaded object in step."""
+        session_id = session.id
+        if not await run_in(
+            db, lambda batch: self.begin_close_in(batch, session_id, reason, actor, now)
+        ):
             return False
-        await store.invites.revoke_unused(db, session.id, now)
-        await schedule(
+        session.state = SessionState.CLOSING.value
+        session.updated_at = now
+        session.close_reason = reason
+        log.info("session.closing", session_id=session_id, reason=reason)
+        return True
+
+    def begin_close_in(
+        self, db: Batch, session_id: str, reason: str, actor: str, now: datetime
+    ) -> bool:
+        """`begin_close` in a batch (the close webhook's path; logs nothing)."""
+        sources = _sources(SessionState.CLOSING)
+        if not db.move(
+            session_id, SessionState.CLOSING.value, now, from_states=sources, close_reason=reason
+        ):
+            return False
+        db.revoke_unused_invites(session_id, now)
+        schedule_in(
             db,
             Action.CLOSE_ROOM,
             now,
-            session_id=session.id,
+            session_id=session_id,
             params={"reason": reason},
-            dedupe_key=f"close:{session.id}",
+            dedupe_key=f"close:{session_id}",
         )
-        store.audit.record(
-            db, now, "session.closing", session_id=session.id, actor=actor, reason=reason
-        )
-        log.info("session.closing", session_id=session.id, reason=reason)
+        db.audit(now, "session.closing", session_id=session_id, actor=actor, reason=reason)
         return True
 
     async def close(self, session_id: str, reason: str, actor: str) -> None:
@@ -395,26 +433,33 @@ class SessionService:
     async def schedule_expiry(
         self, db: Transaction, session: SecureSession, now: datetime
     ) -> None:
+        """`schedule_expiry_in` inside an ORM transaction."""
+        session_id, expires_at = session.id, session.expires_at
+        await run_in(db, lambda batch: self.schedule_expiry_in(batch, session_id, expires_at, now))
+
+    def schedule_expiry_in(
+        self, db: Batch, session_id: str, expires_at: datetime, now: datetime
+    ) -> None:
         """One expiry job (and warning) per deadline: an extension adds later ones, and the
         earlier ones find the session not yet due and do nothing."""
-        warning_at = session.expires_at - self.settings.expiry_warning
+        warning_at = expires_at - self.settings.expiry_warning
         if self.settings.expiry_warning and warning_at > now:
-            await schedule(
+            schedule_in(
                 db,
                 Action.NOTICE,
                 now,
-                session_id=session.id,
-                params={"kind": "expiry_warning", "expires_at": session.expires_at.isoformat()},
+                session_id=session_id,
+                params={"kind": "expiry_warning", "expires_at": expires_at.isoformat()},
                 run_after=warning_at,
-                dedupe_key=f"expiry-warning:{session.id}:{session.expires_at.isoformat()}",
+                dedupe_key=f"expiry-warning:{session_id}:{expires_at.isoformat()}",
             )
-        await schedule(
+        schedule_in(
             db,
             Action.EXPIRE,
             now,
-            session_id=session.id,
-            run_after=session.expires_at,
-            dedupe_key=f"expire:{session.id}:{session.expires_at.isoformat()}",
+            session_id=session_id,
+            run_after=expires_at,
+            dedupe_key=f"expire:{session_id}:{expires_at.isoformat()}",
         )
 
     async def _move(
@@ -428,7 +473,7 @@ class SessionService:
     ) -> bool:
         """Move atomically from any state allowed to reach `to`; False when the session was in
         none of them (a concurrent move won). Keeps the loaded object in step."""
-        sources = tuple(state.value for state, targets in TRANSITIONS.items() if to in targets)
+        sources = _sources(to)
         moved = await store.sessions.set_state(
             db, session.id, to.value, now, from_states=sources, close_reason=close_reason
         )

@@ -35,9 +35,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 import store.jobs
 import store.sessions
 from bridge.errors import TicketSystemRefused
-from bridge.jobs import Action, JobContext, JobRunner, PermanentJobError, schedule
+from bridge.jobs import Action, JobContext, JobRunner, PermanentJobError, schedule, schedule_in
 from bridge.ports import TicketSystem
-from store import Database, SecureSession, Transaction
+from store import Batch, Database, LiveSession, SecureSession, Transaction
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -147,22 +147,23 @@ class LinkSealer:
             raise ValueError("the sealed link cannot be opened with this key") from err
 
 
-async def schedule_link_reply(
-    db: Transaction,
+def schedule_link_reply(
+    db: Batch,
     updates: Mapping[str, TicketUpdates],
     sealer: LinkSealer | None,
-    session: SecureSession,
+    session: LiveSession,
     invite_id: int,
     url: str,
     expires_at: datetime,
     now: datetime,
 ) -> bool:
-    """Schedule the public reply with the link, sealed, if the integration wants it."""
+    """Schedule the public reply with the link, sealed, if the integration wants it (the
+    webhook path's batch)."""
     wanted = updates.get(session.integration)
     if sealer is None or wanted is None or not wanted.link_reply:
         return False
     dedupe = f"ticket-reply:{invite_id}"
-    return await schedule(
+    return schedule_in(
         db,
         Action.TICKET_REPLY,
         now,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import event, make_url, text
+from sqlalchemy import Connection, create_engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from store.batch import Batch
 from store.group_commit import GroupCommit
 
 T = TypeVar("T")
@@ -54,19 +56,34 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._group = GroupCommit(self.transaction)
+        self._writer = _SqliteWriter(url) if self.is_sqlite and _is_file(url) else None
+        if self._writer is not None:
+            # Whoever disposes the engine (a test moving to another file) disposes both.
+            writer = self._writer
+            event.listen(self.engine.sync_engine, "engine_disposed", lambda _: writer.dispose())
+        self._group = GroupCommit(self.run_sync)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as db, db.begin():
             yield db
 
-    async def in_group_commit(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def in_group_commit(self, work: Callable[[Batch], T]) -> T:
         """Run `work` in a transaction shared with concurrent callers (store.group_commit);
-        its result once that transaction is committed. `work` may run twice (after another
-        unit failed the shared transaction), so it touches nothing but the transaction."""
+        its result once that transaction is committed. `work` is synchronous (Core statements
+        on the batch; on SQLite it runs in the writer thread) and may run twice (after another
+        unit failed the shared transaction), so it touches nothing but the batch."""
         result: T = await self._group.run(work)
         return result
+
+    async def run_sync(self, work: Callable[[Connection], T]) -> T:
+        """`work(connection)` to completion, beginning and ending its own transactions: on a
+        SQLite file in the one writer thread (a single hand-off however many statements), else
+        on a connection of the async engine."""
+        if self._writer is not None:
+            return await self._writer.run(work)
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(work)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -134,6 +151,49 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._writer is not None:
+            self._writer.close()
+
+
+class _SqliteWriter:
+    """A synchronous engine on the same SQLite file and the one thread that uses it.
+
+    aiosqlite hands every call (cursor, execute, fetch, close) to its thread and back to the
+    loop; the group commit's batch runs here whole instead. SQLite has one writer at a time, so
+    one thread loses nothing; the async engine's connections wait on busy_timeout as before.
+    """
+
+    def __init__(self, url: str) -> None:
+        sync_url = make_url(url).set(drivername="sqlite")
+        # check_same_thread off only so that dispose() may close idle connections from the
+        # loop's thread; every statement runs in the writer thread.
+        self.engine = create_engine(
+            sync_url, connect_args={"timeout": 30, "check_same_thread": False}
+        )
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sealroom-writer")
+
+    async def run(self, work: Callable[[Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._call, work)
+
+    def _call(self, work: Callable[[Connection], T]) -> T:
+        with self.engine.connect() as conn:
+            return work(conn)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False)
+        self.engine.dispose()
+
+
+def _is_file(url: str) -> bool:
+    """A SQLite URL naming a file (an in-memory database is private to its connection)."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    return database not in ("", ":memory:") and parsed.query.get("mode") != "memory"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:

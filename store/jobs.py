@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, or_, select, update
+from sqlalchemy import Connection, and_, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store import ledger
-from store.models import Job
+from store.models import Base, Job
+
+_tables = Base.metadata.tables
 
 
 async def add(
@@ -53,12 +55,7 @@ async def due(db: AsyncSession, now: datetime, limit: int) -> list[Job]:
     return list(result.scalars())
 
 
-async def claim_due(
-    db: AsyncSession, now: datetime, limit: int, first: Collection[str] = ()
-) -> list[Job]:
-    """Claim up to `limit` due jobs in one statement, the actions in `first` before the others,
-    then the oldest; the claimed jobs in that order. On PostgreSQL, rows another instance is
-    claiming are skipped, not waited for."""
+def _claim_statement(now: datetime, limit: int, first: Collection[str]) -> Any:
     ahead = case((Job.action.in_(list(first)), 0), else_=1) if first else None
     chosen = (
         select(Job.id)
@@ -70,16 +67,59 @@ async def claim_due(
         .cte("chosen")
         .prefix_with("MATERIALIZED")
     )
-    result = await db.execute(
+    return (
         update(Job)
         .where(Job.id.in_(select(chosen.c.id)), Job.state == "pending")
         .values(state="running", attempts=Job.attempts + 1, updated_at=now)
-        .returning(Job),
+    )
+
+
+def _claim_order(first: Collection[str]) -> Callable[[Job], tuple[bool, datetime, int]]:
+    return lambda job: (job.action not in first, job.run_after, job.id)
+
+
+async def claim_due(
+    db: AsyncSession, now: datetime, limit: int, first: Collection[str] = ()
+) -> list[Job]:
+    """Claim up to `limit` due jobs in one statement, the actions in `first` before the others,
+    then the oldest; the claimed jobs in that order. On PostgreSQL, rows another instance is
+    claiming are skipped, not waited for."""
+    result = await db.execute(
+        _claim_statement(now, limit, first).returning(Job),
         execution_options={"synchronize_session": False},
     )
     claimed = list(result.scalars())
-    claimed.sort(key=lambda job: (job.action not in first, job.run_after, job.id))
+    claimed.sort(key=_claim_order(first))
     return claimed
+
+
+def claim_due_in(
+    conn: Connection, now: datetime, limit: int, first: Collection[str] = ()
+) -> tuple[list[Job], datetime | None]:
+    """`claim_due` and `next_due_at` in one transaction of its own on a Core connection (the
+    runner's dispatch, through `Database.run_sync`: on SQLite the write lock is held for the
+    statements alone, not across event-loop turns). The jobs are detached copies."""
+    jobs = _tables["jobs"]
+    with conn.begin():
+        claimed: list[Job] = []
+        if limit > 0:
+            rows = conn.execute(_claim_statement(now, limit, first).returning(*jobs.c))
+            claimed = [Job(**row._mapping) for row in rows]
+        next_at = conn.execute(
+            select(func.min(jobs.c.run_after)).where(jobs.c.state == "pending")
+        ).scalar_one_or_none()
+    claimed.sort(key=_claim_order(first))
+    return claimed, next_at if isinstance(next_at, datetime) else None
+
+
+def finish_in(conn: Connection, job_id: int, now: datetime) -> None:
+    """`finish` in a transaction of its own on a Core connection (see `claim_due_in`)."""
+    with conn.begin():
+        conn.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(state="done", updated_at=now, last_error=None)
+        )
 
 
 async def next_due_at(db: AsyncSession) -> datetime | None:

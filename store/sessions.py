@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import LIVE_STATES, SecureSession
+from store.models import LIVE_PREDICATE, SecureSession
 
 
 async def get(
@@ -30,7 +30,7 @@ async def get_live_by_ticket(
     query = select(SecureSession).where(
         SecureSession.integration == integration,
         SecureSession.ticket_ref == ticket_ref,
-        SecureSession.state.in_(LIVE_STATES),
+        text(LIVE_PREDICATE),  # the partial unique index's own words: it is used
     )
     if for_update:
         query = query.with_for_update()

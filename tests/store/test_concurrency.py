@@ -7,13 +7,17 @@ the link a concurrent twin is adding; the session row lock makes re-opens take t
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
-from bridge.deliveries import Delivery, DeliveryService, OutcomeKind
+from bridge.deliveries import Delivery, DeliveryService, OutcomeKind, WebhookOutcome
+from bridge.errors import AgentUnknown
 from bridge.invites import InviteService
 from bridge.sessions import OpenRequest, SessionService
-from store import Database, Invite, SecureSession
+from store import Database, Invite, SecureSession, batch
+from tests.support.databases import migrated_database
 from tests.support.domain import AGENT, make_settings
 
 ROUNDS = 10
@@ -81,3 +85,67 @@ async def test_concurrent_first_opens_make_one_session_and_one_live_link(db: Dat
             query = select(func.count()).where(SecureSession.ticket_ref == ticket)
             assert (await tx.execute(query)).scalar_one() == 1
         assert await _live_links(db, ticket) == 1, f"round {round_}"
+
+
+async def test_concurrent_replays_of_one_delivery_get_the_first_answer(db: Database) -> None:
+    deliveries = _deliveries(db)
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(
+            *(
+                deliveries.open(Delivery("helpdesk", "once"), OpenRequest("T-once", "VPN", AGENT))
+                for _ in range(CONCURRENT)
+            )
+        ),
+        timeout=60,
+    )
+
+    first = [outcome for outcome in outcomes if not outcome.replayed]
+    assert len(first) == 1
+    assert first[0].kind == OutcomeKind.CREATED
+    assert first[0].invite_token is not None
+    for outcome in outcomes:
+        assert outcome.kind == OutcomeKind.CREATED
+        assert outcome.body == first[0].body
+        assert outcome.replayed or outcome is first[0]
+        assert outcome.invite_token is None or outcome is first[0]
+    assert await _live_links(db, "T-once") == 1
+
+
+async def test_a_refused_webhook_costs_the_others_in_its_batch_nothing(db: Database) -> None:
+    deliveries = _deliveries(db)
+
+    def open_(n: int, agent: str) -> Awaitable[object]:
+        return deliveries.open(
+            Delivery("helpdesk", f"mix-{n}"), OpenRequest(f"T-mix-{n}", "", agent)
+        )
+
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(open_(n, "mallory@example.com" if n == 3 else AGENT) for n in range(8)),
+            return_exceptions=True,
+        ),
+        timeout=60,
+    )
+
+    assert isinstance(results[3], AgentUnknown)
+    for n, result in enumerate(results):
+        if n != 3:
+            assert isinstance(result, WebhookOutcome)
+            assert result.kind == OutcomeKind.CREATED
+    async with db.transaction() as tx:
+        opened = (await tx.execute(select(func.count()).select_from(SecureSession))).scalar_one()
+    assert opened == 7
+
+
+async def test_the_live_ticket_lookup_uses_the_partial_unique_index(tmp_path: Path) -> None:
+    """`state IN (?, ?, ?)` would make SQLite scan every session ever opened, per webhook."""
+    async with migrated_database("sqlite", tmp_path) as database:
+
+        def plan(conn: Connection) -> str:
+            statement = batch._FIND_LIVE.compile(dialect=conn.dialect)
+            rows = conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {statement}", ("helpdesk", "T-1")
+            ).all()
+            return " ".join(str(row[-1]) for row in rows)
+
+        assert "USING INDEX uq_secure_sessions_live_ticket" in await database.run_sync(plan)

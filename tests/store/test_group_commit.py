@@ -4,14 +4,11 @@ of the others'."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 from sqlalchemy import select
 
-import store.ledger
 from bridge.sessions import utcnow
-from store import Database, HandledKey, Transaction
+from store import Batch, Database, HandledKey
 from store.group_commit import GroupCommit
 
 
@@ -20,26 +17,18 @@ async def _keys(db: Database) -> set[str]:
         return set((await tx.execute(select(HandledKey.key))).scalars())
 
 
-def _counting(db: Database) -> tuple[GroupCommit, list[int]]:
-    opened: list[int] = []
-
-    @contextlib.asynccontextmanager
-    async def transaction() -> AsyncIterator[Transaction]:
-        opened.append(1)
-        async with db.transaction() as tx:
-            yield tx
-
-    return GroupCommit(transaction), opened
+def _group(db: Database) -> GroupCommit:
+    return GroupCommit(db.run_sync)
 
 
 async def test_concurrent_units_share_transactions_and_each_is_durable_when_answered(
     db: Database,
 ) -> None:
-    group, opened = _counting(db)
+    group = _group(db)
 
     async def unit(n: int) -> str:
-        async def work(tx: Transaction) -> str:
-            await store.ledger.record(tx, f"key-{n}", utcnow())
+        def work(batch: Batch) -> str:
+            batch.record_key(f"key-{n}", utcnow())
             return f"done-{n}"
 
         answer = await group.run(work)
@@ -50,14 +39,14 @@ async def test_concurrent_units_share_transactions_and_each_is_durable_when_answ
 
     assert answers == [f"done-{n}" for n in range(20)]
     assert await _keys(db) == {f"key-{n}" for n in range(20)}
-    assert len(opened) < 20  # shared: fewer transactions (and commits) than units
+    assert group.transactions < 20  # shared: fewer transactions (and commits) than units
 
 
 async def test_a_failing_unit_gets_its_error_and_the_others_are_committed(db: Database) -> None:
-    group, _ = _counting(db)
+    group = _group(db)
 
-    async def work(tx: Transaction, n: int) -> int:
-        await store.ledger.record(tx, f"key-{n}", utcnow())
+    def work(batch: Batch, n: int) -> int:
+        batch.record_key(f"key-{n}", utcnow())
         if n == 3:
             raise ValueError("bad input")
         return n
@@ -75,11 +64,11 @@ async def test_a_failing_unit_gets_its_error_and_the_others_are_committed(db: Da
 
 
 async def test_a_lone_unit_runs_in_its_own_transaction(db: Database) -> None:
-    group, opened = _counting(db)
+    group = _group(db)
 
-    async def work(tx: Transaction) -> bool:
-        return await store.ledger.record(tx, "alone", utcnow())
+    def work(batch: Batch) -> bool:
+        return batch.record_key("alone", utcnow())
 
     assert await group.run(work) is True
-    assert opened == [1]
+    assert group.transactions == 1
     assert await _keys(db) == {"alone"}
