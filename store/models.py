@@ -114,6 +114,9 @@ class Invite(Base):
     registration_started_at: Mapped[datetime | None]
     registration_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
+    # Re-opening a ticket revokes its session's unused invites (migration 0006).
+    __table_args__ = (Index("ix_invites_session_id", "session_id"),)
+
 
 class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"

@@ -149,3 +149,17 @@ async def test_the_live_ticket_lookup_uses_the_partial_unique_index(tmp_path: Pa
             return " ".join(str(row[-1]) for row in rows)
 
         assert "USING INDEX uq_secure_sessions_live_ticket" in await database.run_sync(plan)
+
+
+async def test_revoking_a_sessions_invites_uses_the_index_on_session(tmp_path: Path) -> None:
+    """Each re-opened ticket revokes its session's unused invites: not a scan of all of them."""
+    async with migrated_database("sqlite", tmp_path) as database:
+
+        def plan(conn: Connection) -> str:
+            statement = batch._REVOKE_UNUSED.compile(dialect=conn.dialect)
+            rows = conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {statement}", ("2026-01-01", "S-1")
+            ).all()
+            return " ".join(str(row[-1]) for row in rows)
+
+        assert "USING INDEX ix_invites_session_id" in await database.run_sync(plan)

@@ -76,11 +76,11 @@ async def add_invite(
 
 
 async def test_migrations_reach_head_and_are_idempotent(db: Database) -> None:
-    assert await store.migrate.current_revision(db) == "0005"
+    assert await store.migrate.current_revision(db) == "0006"
 
     await store.migrate.upgrade_to_head(db)  # a restart runs them again
 
-    assert await store.migrate.current_revision(db) == "0005"
+    assert await store.migrate.current_revision(db) == "0006"
     async with db.engine.connect() as conn:
         tables = set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
     assert tables >= TABLES | {"alembic_version"}
