@@ -8,18 +8,43 @@ has seen the invitation to every new room (each room is created with the agent i
 the bare bot's `rooms` createRoom calls (agent in `invite`, encrypted) at the same concurrency,
 until the agent has seen every invitation. sealroom runs with `jobs.concurrency` set to
 `concurrency` too. Target: ratio of rooms/s >= 0.95.
+
+Also printed: Synapse's CPU time per room over each burst (its process's user + system time
+from /proc, so Linux only), the homeserver's cost of one room of each kind, and sealroom's own
+process CPU per room (the two share the machine's cores).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
 
 import _common
 from _common import Stack
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of process `pid` so far (0 when unknown or not on Linux)."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def cpu_line(label: str, per_room: list[float]) -> None:
+    if any(per_room):
+        print(f"   {label:<28} {_common.spread([x * 1000 for x in per_room])} ms")
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -28,8 +53,13 @@ async def run(args: argparse.Namespace) -> int:
     async def body(stack: Stack) -> int:
         agent = stack.agent
         assert agent is not None
+        synapse_process = stack.synapse._process  # the bench's own child: its CPU is read
+        synapse_pid = synapse_process.pid if synapse_process else None
+        service_pid = stack.process.pid if stack.process else None
+        synapse_cpu: dict[str, list[float]] = {"sealroom": [], "baseline": []}
+        service_cpu: list[float] = []
 
-        async def burst(make: Callable[[], Awaitable[object]]) -> float:
+        async def burst(make: Callable[[], Awaitable[object]], side: str) -> float:
             known = set(agent.client.invited_rooms)
             left = list(range(rooms))
 
@@ -38,6 +68,7 @@ async def run(args: argparse.Namespace) -> int:
                     left.pop()
                     await make()
 
+            cpu_before = cpu_seconds(synapse_pid), cpu_seconds(service_pid)
             started = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(args.concurrency)))
             await agent.wait_until(
@@ -46,15 +77,18 @@ async def run(args: argparse.Namespace) -> int:
                 f"{rooms} invitations",
             )
             elapsed = time.perf_counter() - started
+            synapse_cpu[side].append((cpu_seconds(synapse_pid) - cpu_before[0]) / rooms)
+            if side == "sealroom":
+                service_cpu.append((cpu_seconds(service_pid) - cpu_before[1]) / rooms)
             await asyncio.sleep(1)
             return rooms / elapsed
 
         async def sealroom() -> float:
-            return await burst(stack.open_ticket)
+            return await burst(stack.open_ticket, "sealroom")
 
         async def baseline() -> float:
             assert agent is not None
-            return await burst(lambda: stack.raw_create_room(invite=[agent.user_id]))
+            return await burst(lambda: stack.raw_create_room(invite=[agent.user_id]), "baseline")
 
         ours, base = await _common.interleaved(args.reps, sealroom, baseline)
         _common.report(
@@ -67,6 +101,14 @@ async def run(args: argparse.Namespace) -> int:
             target="ratio >= 0.95",
             meets=lambda r: r >= 0.95,
         )
+        cpu_line("Synapse CPU/room, sealroom", synapse_cpu["sealroom"])
+        cpu_line("Synapse CPU/room, baseline", synapse_cpu["baseline"])
+        if synapse_cpu["baseline"] and any(synapse_cpu["baseline"]):
+            ratio = statistics.median(synapse_cpu["sealroom"]) / statistics.median(
+                synapse_cpu["baseline"]
+            )
+            print(f"   Synapse CPU/room ratio       {ratio:.3f}x")
+        cpu_line("sealroom's own CPU/room", service_cpu)
         return 0
 
     # As many room creations at once as the baseline's callers (the product's default is 4).
