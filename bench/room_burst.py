@@ -9,6 +9,11 @@ the bare bot's `rooms` createRoom calls (agent in `invite`, encrypted) at the sa
 until the agent has seen every invitation. sealroom runs with `jobs.concurrency` set to
 `concurrency` too. Target: ratio of rooms/s >= 0.95.
 
+Before the measured repetitions each side makes one unmeasured burst of `concurrency` rooms
+(`--warmup 0` to skip): otherwise the first repetition's first side also pays for what any
+fresh process pays once (sealroom's first webhook, first job, first room; Synapse's caches for
+a new user) and the second side runs on a warmed homeserver.
+
 Also printed: Synapse's CPU time per room over each burst (its process's user + system time
 from /proc, so Linux only), the homeserver's cost of one room of each kind, and sealroom's own
 process CPU per room (the two share the machine's cores).
@@ -49,6 +54,8 @@ def cpu_line(label: str, per_room: list[float]) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     rooms = 16 if args.quick else args.rooms
+    if args.warmup is None:
+        args.warmup = args.concurrency
 
     async def body(stack: Stack) -> int:
         agent = stack.agent
@@ -59,7 +66,9 @@ async def run(args: argparse.Namespace) -> int:
         synapse_cpu: dict[str, list[float]] = {"sealroom": [], "baseline": []}
         service_cpu: list[float] = []
 
-        async def burst(make: Callable[[], Awaitable[object]], side: str) -> float:
+        async def burst(
+            make: Callable[[], Awaitable[object]], side: str, rooms: int = rooms
+        ) -> float:
             known = set(agent.client.invited_rooms)
             left = list(range(rooms))
 
@@ -83,13 +92,21 @@ async def run(args: argparse.Namespace) -> int:
             await asyncio.sleep(1)
             return rooms / elapsed
 
-        async def sealroom() -> float:
-            return await burst(stack.open_ticket, "sealroom")
+        async def sealroom(size: int = rooms) -> float:
+            return await burst(stack.open_ticket, "sealroom", size)
 
-        async def baseline() -> float:
+        async def baseline(size: int = rooms) -> float:
             assert agent is not None
-            return await burst(lambda: stack.raw_create_room(invite=[agent.user_id]), "baseline")
+            return await burst(
+                lambda: stack.raw_create_room(invite=[agent.user_id]), "baseline", size
+            )
 
+        if args.warmup:
+            for warm in (sealroom, baseline):
+                await warm(args.warmup)
+            for side in synapse_cpu.values():
+                side.clear()
+            service_cpu.clear()
         ours, base = await _common.interleaved(args.reps, sealroom, baseline)
         _common.report(
             f"row 5: rooms/s, burst of {rooms} at concurrency {args.concurrency} vs raw "
@@ -119,4 +136,7 @@ if __name__ == "__main__":
     parser = _common.parser(__doc__)
     parser.add_argument("--rooms", type=int, default=64, help="rooms per burst")
     parser.add_argument("--concurrency", type=int, default=16, help="callers at once")
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="rooms per side before measuring (concurrency)"
+    )
     sys.exit(_common.main(run, parser.parse_args()))
