@@ -127,7 +127,8 @@ class RoomJobs:
         log.info(
             "room.created", session_id=session.id, room_id=room_id, ticket_ref=session.ticket_ref
         )
-        self.sessions.wake_jobs()
+        # No wake_jobs() here: the runner looks for due jobs (the invitations above) as soon as
+        # this job is finished, and a second look per room is one more transaction in a burst.
         if agent is None:
             log.warning("session.no_agent_mapping", session_id=session.id, agent=session.agent_ref)
 

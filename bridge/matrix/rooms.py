@@ -21,7 +21,13 @@ from bridge.ports import HistoryPage, RoomSpec
 
 log = structlog.stdlib.get_logger(__name__)
 
+# The session a room belongs to: a key of its m.room.create content. Rooms made before this
+# carry it as a state event of this type instead (content {"session_id": ...}).
+SESSION_KEY = "org.sealroom.session_id"
 MARKER_EVENT = "org.sealroom.session"
+# Only a source of defaults, every one of which `create_room_body` replaces (the join rule,
+# history visibility, power levels); it is the preset that writes no m.room.guest_access.
+PRESET = "public_chat"
 # Room versions whose creators hold power implicitly and must not be listed in `users`
 # (MSC4289, room version 12): Synapse refuses the createRoom otherwise.
 _CREATOR_POWER_VERSIONS = {"12", "org.matrix.hydra.11"}
@@ -63,23 +69,54 @@ def power_levels(bot: UserID, agent: UserID | None, room_version: str) -> dict[s
     }
 
 
-def initial_state(session_id: str) -> list[dict[str, Any]]:
-    """Encrypted from the first event; invite-only; history only from joining; no guests."""
+def initial_state() -> list[dict[str, Any]]:
+    """Encrypted from the first event; invite-only; history only from joining.
+
+    No `m.room.guest_access`: absent, it means "forbidden" (spec, m.room.guest_access), and
+    the preset (`PRESET`) writes none. Each state event here costs the homeserver a full event.
+    """
     return [
         {
             "type": "m.room.encryption",
             "state_key": "",
             "content": {"algorithm": "m.megolm.v1.aes-sha2"},
         },
+        # The preset's join rule is "public": this one replaces it, it is not an extra event.
         {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "invite"}},
         {
             "type": "m.room.history_visibility",
             "state_key": "",
             "content": {"history_visibility": "joined"},
         },
-        {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}},
-        {"type": MARKER_EVENT, "state_key": "", "content": {"session_id": session_id}},
     ]
+
+
+def create_room_body(spec: RoomSpec, bot: UserID, room_version: str) -> dict[str, Any]:
+    """The `POST /createRoom` body of a secure room: as few events as the rules allow.
+
+    Synapse writes one event per state entry, and that is most of a room's cost on the
+    homeserver (issue #11, row 5). So: the session id rides in the create event's content
+    (`SESSION_KEY`), not in a state event of its own; the power levels are one event (the
+    override replaces the preset's levels key by key); `PRESET` is chosen because it is the one
+    preset that writes no guest access event, and its public join rule and shared history are
+    replaced by `initial_state`. Rooms made before (`MARKER_EVENT` state event, `private_chat`,
+    `guest_access: forbidden`) are the same room to every later step.
+
+    The alias stays: a retry after a lost answer gets M_ROOM_IN_USE and adopts the room by it
+    (exactly one room per session), and the landing page links to it.
+    """
+    return {
+        "preset": PRESET,
+        "visibility": "private",
+        "room_alias_name": spec.alias_localpart,
+        "name": spec.name,
+        "topic": spec.topic,
+        "room_version": room_version,
+        "invite": list(spec.invite),
+        "initial_state": initial_state(),
+        "power_level_content_override": power_levels(bot, spec.agent_user_id, room_version),
+        "creation_content": {"m.federate": True, SESSION_KEY: spec.session_id},
+    }
 
 
 class MatrixRoomService:
@@ -113,17 +150,12 @@ class MatrixRoomService:
         await self.bot.wait_until_synced(timeout=30)
         version = await self._room_version(spec.room_version)
         try:
-            room_id = await self.bot.create_room(
-                alias_localpart=spec.alias_localpart,
-                name=spec.name,
-                topic=spec.topic,
-                room_version=version,
-                invite=list(spec.invite),
-                initial_state=initial_state(spec.session_id),
-                power_levels=power_levels(self.bot_user_id, spec.agent_user_id, version),
-                preset="private_chat",
-                visibility="private",
-                federate=True,
+            # Not nio's room_create: it cannot put the session id into the create event.
+            created = await self.bot.request_json(
+                "creating the secure room",
+                "POST",
+                ["createRoom"],
+                create_room_body(spec, self.bot_user_id, version),
             )
         except MatrixRequestFailed as err:
             if err.matrix_errcode != "M_ROOM_IN_USE":
@@ -135,7 +167,7 @@ class MatrixRoomService:
             for user_id in spec.invite:
                 await self.invite(adopted, user_id)
             return adopted
-        return RoomID(room_id)
+        return RoomID(str(created["room_id"]))
 
     async def invite(self, room_id: RoomID, user_id: UserID) -> None:
         try:
