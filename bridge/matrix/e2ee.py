@@ -97,14 +97,18 @@ class EncryptionManager:
         self._keys_lock = asyncio.Lock()
         self._undecrypted: dict[str, MegolmEvent] = {}
         self._key_requests: list[RoomKeyRequest] = []
-        self._share_failed = False
+        self._share_failures = 0
         self._withheld_sent: set[tuple[str, str, str]] = set()
         self._room_locks: dict[str, asyncio.Lock] = {}
         # (user, device) pairs the trust policy excludes; nio asks through route_trust_to_policy.
         self._excluded: set[tuple[str, str]] = set()
         # Key-backup uploads under way: off the send's critical path (and its room lock).
         self._backups: set[asyncio.Task[None]] = set()
+        # Rooms whose key is to be pre-shared with someone just invited; the tasks doing it.
+        self._preshares_due: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
         bot.on_client_ready(self._attach)
+        bot.on_member_invited(self._member_invited)
         bot.on_sync(self._after_sync)
         bot.sender_trusted = self.sender_trusted
 
@@ -114,7 +118,7 @@ class EncryptionManager:
         nio_compat.route_trust_to_policy(client, self._is_excluded)
 
     def _note_share_failed(self) -> None:
-        self._share_failed = True
+        self._share_failures += 1
 
     def _is_excluded(self, user_id: str, device_id: str) -> bool:
         return (user_id, device_id) in self._excluded
@@ -373,15 +377,8 @@ class EncryptionManager:
         decision = await self.refresh_devices(room_id)
         self._apply_trust(room_id, decision)
         client = self.bot.require_client()
-        machine = CryptoMachine.of(client)
         try:
-            if machine is not None and machine.should_share_group_session(room_id):
-                self._share_failed = False
-                await client.share_group_session(room_id, ignore_unverified_devices=True)
-                if self._share_failed:
-                    # Some device did not get the key: start over with a fresh session later.
-                    client.invalidate_outbound_session(room_id)
-                    raise HomeserverUnavailable("sharing the room key failed; will retry")
+            await self._share_room_key(room_id)
             response = await client.room_send(
                 room_id, "m.room.message", content, ignore_unverified_devices=True
             )
@@ -403,6 +400,69 @@ class EncryptionManager:
             )
         return str(response.event_id)
 
+    async def _share_room_key(self, room_id: str) -> None:
+        """Share the room's Megolm session with the devices that lack it (caller holds the room
+        lock, after the trust policy was applied).
+
+        Raises:
+            HomeserverUnavailable: some device did not get the key (the session is thrown away,
+                so a retry shares a fresh one with everyone).
+        """
+        client = self.bot.require_client()
+        machine = CryptoMachine.of(client)
+        if machine is None or not machine.should_share_group_session(room_id):
+            return
+        # nio's failure report does not reliably name the room: any failure during this
+        # share (in any room) counts as ours, which at worst costs a fresh session.
+        failures = self._share_failures
+        await client.share_group_session(room_id, ignore_unverified_devices=True)
+        if self._share_failures != failures:
+            client.invalidate_outbound_session(room_id)
+            raise HomeserverUnavailable("sharing the room key failed; will retry")
+
+    # -- pre-sharing ---------------------------------------------------------------------------
+
+    def _member_invited(self, room_id: str, user_id: str) -> None:
+        """Someone was invited: share the room key with their devices now, while they accept.
+
+        Their first notice after joining is then one /keys/query (the trust check, which also
+        catches a device added meanwhile: nio starts a new session for it), one encrypt and one
+        send; the Olm sessions, the key claims and the to-device messages are already done.
+        Devices get exactly what a send would give them at this moment (the same trust policy),
+        and a failure here costs nothing: the send shares the key itself.
+        """
+        if user_id == self.bot.settings.user_id or room_id in self._preshares_due:
+            return
+        self._preshares_due.add(room_id)
+        task = asyncio.create_task(self._preshare(room_id), name="sealroom-preshare")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _preshare(self, room_id: str) -> None:
+        lock = self._room_locks.setdefault(room_id, asyncio.Lock())
+        try:
+            async with lock:
+                # An invitation seen from now on starts another pre-share.
+                self._preshares_due.discard(room_id)
+                client = self.bot.require_client()
+                machine = CryptoMachine.of(client)
+                if (
+                    machine is None
+                    or room_id not in client.rooms
+                    or not machine.should_share_group_session(room_id)
+                ):
+                    return
+                decision = await self.refresh_devices(room_id)
+                self._apply_trust(room_id, decision)
+                await self._share_room_key(room_id)
+            log.info("bot.room_key_preshared", room_id=room_id)
+        except asyncio.CancelledError:
+            raise
+        except (SealroomError, LocalProtocolError) as err:
+            log.info("bot.preshare_failed", room_id=room_id, error=type(err).__name__)
+        except (ClientConnectionError, TimeoutError, OSError) as err:
+            log.info("bot.preshare_failed", room_id=room_id, error=type(err).__name__)
+
     def _start_backup(self, room_id: str) -> None:
         """Back up the room key of what was just sent, in the background: the customer waiting
         for the notice does not wait for it. A session not backed up (a failure, a stop in
@@ -419,7 +479,14 @@ class EncryptionManager:
         task.add_done_callback(self._backups.discard)
 
     async def finish_backups(self, grace: float = 10.0) -> None:
-        """Let the key-backup uploads under way finish (at stop); cut short after `grace`."""
+        """Let the key-backup uploads under way finish (at stop); cut short after `grace`.
+
+        Pre-shares under way are cancelled: the sends after a restart share the key anyway.
+        """
+        for preshare in list(self._background):
+            preshare.cancel()
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=grace)
         if self._backups:
             _, pending = await asyncio.wait(set(self._backups), timeout=grace)
             for task in pending:

@@ -8,13 +8,23 @@ the version to KNOWN_NIO_VERSIONS. On any other version the bot refuses to start
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import metadata
 from typing import Any
 
 import structlog
-from nio import Api, AsyncClient, KeysQueryError, KeysQueryResponse, ShareGroupSessionError
+from nio import (
+    Api,
+    AsyncClient,
+    KeysClaimResponse,
+    KeysQueryError,
+    KeysQueryResponse,
+    ShareGroupSessionError,
+    SyncResponse,
+)
 from nio.crypto import OlmDevice
 
 from bridge.errors import SealroomError
@@ -108,6 +118,46 @@ def around_requests(
     client.send = send
 
 
+# Answers whose parsing (JSON, then nio's jsonschema validation and event objects) can hold the
+# loop for tens of ms: a sync of many rooms, the device keys of members with many devices.
+_PARSED_OFF_LOOP = (SyncResponse, KeysQueryResponse, KeysClaimResponse)
+
+
+def _parse_response(response_class: Any, body: bytes, data: tuple[Any, ...]) -> Any:
+    """What nio's `create_matrix_response` makes of a JSON body (unreadable JSON: {})."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = {}
+    return response_class.from_dict(parsed, *data)
+
+
+def parse_off_loop(client: AsyncClient) -> None:
+    """Parse nio's big answers in a worker thread instead of on the event loop.
+
+    Wraps `AsyncClient.create_matrix_response` (called by `_send` for every answer) for the
+    classes in _PARSED_OFF_LOOP. Parsing touches no Olm or client state (decryption and every
+    state change happen afterwards in `receive_response`, on the loop, in order), so it is
+    safe in a thread; Python switches threads every few ms, so the loop keeps running.
+    """
+    original = client.create_matrix_response
+
+    async def create_matrix_response(
+        response_class: Any,
+        transport_response: Any,
+        data: tuple[Any, ...] | None = None,
+        save_to: Any = None,
+    ) -> Any:
+        if not (isinstance(response_class, type) and issubclass(response_class, _PARSED_OFF_LOOP)):
+            return await original(response_class, transport_response, data, save_to)
+        body = await transport_response.read()
+        response = await asyncio.to_thread(_parse_response, response_class, body, data or ())
+        response.transport_response = transport_response
+        return response
+
+    client.create_matrix_response = create_matrix_response
+
+
 def route_trust_to_policy(client: AsyncClient, excluded: Callable[[str, str], bool]) -> None:
     """nio skips 'blacklisted' devices when it shares a room key: let our policy decide.
 
@@ -132,7 +182,8 @@ async def take_keys_query(client: AsyncClient, answer: dict[str, Any]) -> bool:
     """Hand nio a /keys/query answer fetched by someone else, as if its own `keys_query()` had
     asked (the device store is updated, the users queried are no longer due). False when the
     answer is not one nio can read."""
-    response = KeysQueryResponse.from_dict(answer)
+    # Validating many devices' keys takes a while: off the loop, as in parse_off_loop.
+    response = await asyncio.to_thread(KeysQueryResponse.from_dict, answer)
     if isinstance(response, KeysQueryError):
         return False
     await client.receive_response(response)
