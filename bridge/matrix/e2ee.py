@@ -95,6 +95,7 @@ class EncryptionManager:
         # None behaves like the tofu mode.
         self.trust: TrustHooks | None = None
         self._keys_lock = asyncio.Lock()
+        self._claim_lock = asyncio.Lock()
         self._undecrypted: dict[str, MegolmEvent] = {}
         self._key_requests: list[RoomKeyRequest] = []
         self._share_failures = 0
@@ -421,6 +422,7 @@ class EncryptionManager:
         machine = CryptoMachine.of(client)
         if machine is None or not machine.should_share_group_session(room_id):
             return
+        await self._claim_missing_sessions(room_id)
         # nio's failure report does not reliably name the room: any failure during this
         # share (in any room) counts as ours, which at worst costs a fresh session.
         failures = self._share_failures
@@ -428,6 +430,33 @@ class EncryptionManager:
         if self._share_failures != failures:
             client.invalidate_outbound_session(room_id)
             raise HomeserverUnavailable("sharing the room key failed; will retry")
+
+    async def _claim_missing_sessions(self, room_id: str) -> None:
+        """Olm sessions with the room's devices that have none, before nio shares the key.
+
+        One /keys/claim at a time across rooms: rooms whose members are the same (a customer's
+        tickets) wait for the first claim instead of claiming the same devices again, and
+        nio creates the sessions a few devices per loop step (nio_compat.take_keys_claim).
+        nio's share then finds nothing missing, except devices that had no one-time key left.
+        """
+        client = self.bot.require_client()
+        async with self._claim_lock:
+            missing = client.get_missing_sessions(room_id)
+            if not missing:
+                return
+            answer = await self.bot.request_json(
+                "claiming one-time keys",
+                "POST",
+                ["keys", "claim"],
+                {
+                    "one_time_keys": {
+                        user_id: dict.fromkeys(devices, nio_compat.KEY_ALGORITHM)
+                        for user_id, devices in missing.items()
+                    }
+                },
+            )
+            if not await nio_compat.take_keys_claim(client, answer):
+                raise HomeserverUnavailable("the homeserver's one-time keys were unreadable")
 
     # -- pre-sharing ---------------------------------------------------------------------------
 
