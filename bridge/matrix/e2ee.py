@@ -105,8 +105,8 @@ class EncryptionManager:
         self._excluded: set[tuple[str, str]] = set()
         # Key-backup uploads under way: off the send's critical path (and its room lock).
         self._backups: set[asyncio.Task[None]] = set()
-        # Rooms whose key is to be pre-shared with someone just invited; the tasks doing it.
-        self._preshares_due: set[str] = set()
+        # Invitees whose Olm sessions are being opened; the tasks doing it.
+        self._sessions_due: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         bot.on_client_ready(self._attach)
         bot.on_member_invited(self._member_invited)
@@ -458,48 +458,50 @@ class EncryptionManager:
             if not await nio_compat.take_keys_claim(client, answer):
                 raise HomeserverUnavailable("the homeserver's one-time keys were unreadable")
 
-    # -- pre-sharing ---------------------------------------------------------------------------
+    # -- Olm sessions ready before the join ------------------------------------------------------
 
     def _member_invited(self, room_id: str, user_id: str) -> None:
-        """Someone was invited: share the room key with their devices now, while they accept.
+        """Someone was invited: fetch their devices and open Olm sessions with them now, while
+        they accept, so the first notice after the join needs no /keys/claim round trip and no
+        session set-up on the loop.
 
-        Their first notice after joining is then one /keys/query (the trust check, which also
-        catches a device added meanwhile: nio starts a new session for it), one encrypt and one
-        send; the Olm sessions, the key claims and the to-device messages are already done.
-        Devices get exactly what a send would give them at this moment (the same trust policy),
-        and a failure here costs nothing: the send shares the key itself.
+        The room key itself is not shared ahead: a strict matrix-js-sdk client (Element's
+        "exclude insecure devices") that decrypts a notice before it has fetched the bot's
+        device fails with UNKNOWN_SENDER_DEVICE and retries only when a room key arrives. A
+        key sent with the notice, after the join, is that arrival; a key shared at the
+        invitation was not (tests/e2e/test_bot_interop.py failed 2 runs of 3).
         """
-        if user_id == self.bot.settings.user_id or room_id in self._preshares_due:
+        if user_id == self.bot.settings.user_id or user_id in self._sessions_due:
             return
-        self._preshares_due.add(room_id)
-        task = asyncio.create_task(self._preshare(room_id), name="sealroom-preshare")
+        self._sessions_due.add(user_id)
+        task = asyncio.create_task(
+            self._prepare_sessions(room_id, user_id), name="sealroom-olm-sessions"
+        )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _preshare(self, room_id: str) -> None:
-        lock = self._room_locks.setdefault(room_id, asyncio.Lock())
+    async def _prepare_sessions(self, room_id: str, user_id: str) -> None:
         try:
-            async with lock:
-                # An invitation seen from now on starts another pre-share.
-                self._preshares_due.discard(room_id)
-                client = self.bot.require_client()
-                machine = CryptoMachine.of(client)
-                if (
-                    machine is None
-                    or room_id not in client.rooms
-                    or not machine.should_share_group_session(room_id)
-                ):
-                    return
-                decision = await self.refresh_devices(room_id)
-                self._apply_trust(room_id, decision)
-                await self._share_room_key(room_id)
-            log.info("bot.room_key_preshared", room_id=room_id)
+            client = self.bot.require_client()
+            machine = CryptoMachine.of(client)
+            if machine is None or room_id not in client.rooms:
+                return
+            if not client.device_store.active_user_devices(user_id):
+                async with self._keys_lock:
+                    machine.query_keys_of({user_id})
+                    queried = await client.keys_query()
+                    if isinstance(queried, KeysQueryError):
+                        raise_for_error(queried, "querying device keys")
+            await self._claim_missing_sessions(room_id)
+            log.info("bot.olm_sessions_ready", room_id=room_id)
         except asyncio.CancelledError:
             raise
         except (SealroomError, LocalProtocolError) as err:
-            log.info("bot.preshare_failed", room_id=room_id, error=type(err).__name__)
+            log.info("bot.olm_sessions_failed", room_id=room_id, error=type(err).__name__)
         except (ClientConnectionError, TimeoutError, OSError) as err:
-            log.info("bot.preshare_failed", room_id=room_id, error=type(err).__name__)
+            log.info("bot.olm_sessions_failed", room_id=room_id, error=type(err).__name__)
+        finally:
+            self._sessions_due.discard(user_id)
 
     def _start_backup(self, room_id: str) -> None:
         """Back up the room key of what was just sent, in the background: the customer waiting
@@ -519,10 +521,10 @@ class EncryptionManager:
     async def finish_backups(self, grace: float = 10.0) -> None:
         """Let the key-backup uploads under way finish (at stop); cut short after `grace`.
 
-        Pre-shares under way are cancelled: the sends after a restart share the key anyway.
+        Olm sessions being opened for invitees are cancelled: the next send opens them.
         """
-        for preshare in list(self._background):
-            preshare.cancel()
+        for task in list(self._background):
+            task.cancel()
         if self._background:
             await asyncio.wait(set(self._background), timeout=grace)
         if self._backups:
