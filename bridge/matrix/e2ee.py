@@ -8,7 +8,13 @@ Design answers to MATRIX-NOTES.md, hooked into the client's sync:
 - before each send the members' devices are re-queried (one who just joined with a fresh device
   gets the key) and the trust policy (bridge.matrix.trust) decides who gets it, from one
   /keys/query; excluded devices hear why (m.room_key.withheld), and the room key goes into the
-  bot's key backup in the background, off the send's critical path.
+  bot's key backup in the background, off the send's critical path;
+- when someone is invited, their devices are fetched and Olm sessions opened at once (one
+  /keys/claim at a time, created a few devices per loop step), so the first notice after the
+  join needs no claim; the room key itself goes out with that notice (strict js-sdk clients
+  retry a failed decryption only when a key arrives);
+- the trust policy's signature checks run in a worker thread; nio's big answers are parsed, and
+  their device signatures checked, in one too (nio_compat.parse_off_loop).
 nio's internals are reached only through bridge.matrix.nio_compat.
 """
 
