@@ -147,7 +147,7 @@ class BotClient:
 
     def on_member_invited(self, callback: MemberInvited) -> None:
         """Call `callback(room_id, user_id)` when the sync shows someone newly invited (the
-        encryption manager shares the room key with their devices before they join)."""
+        encryption manager opens Olm sessions with their devices before they join)."""
         self._member_invited.append(callback)
 
     def on_sync(self, callback: SyncHandled) -> None:

@@ -341,7 +341,9 @@ def store_class(
         # nio marks every device it shares a key with but nobody verified as "ignored", and
         # rewrites (and fsyncs) three trust files on the loop each time. Who gets keys is the
         # trust policy's decision at every send (bridge.matrix.trust); the mark only stops nio
-        # from refusing to encrypt, and the next share sets it again after a restart.
+        # from refusing to encrypt, and the next share sets it again after a restart. (sealroom
+        # never verifies or blacklists devices in nio's store: the policy answers nio's
+        # is_device_blacklisted, bridge.matrix.nio_compat.route_trust_to_policy.)
 
         def ignore_devices(self, devices: list[OlmDevice]) -> None:
             for device in devices:
