@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 import store.migrate
-from bridge import metrics
+from bridge import i18n, metrics
 from bridge.cluster import ClusterSettings, JobSignals, Leadership
 from bridge.config import Config
 from bridge.deliveries import DeliveryService
@@ -300,6 +300,10 @@ class App:
     async def start(self) -> None:
         self.config.bot.data_dir.mkdir(parents=True, exist_ok=True)
         await store.migrate.upgrade_to_head(self.database)
+        # Off the loop, before any notice or page needs them (bridge.i18n.warm_up).
+        await asyncio.to_thread(
+            i18n.warm_up, (i.language for i in self.config.integrations.values())
+        )
         self._metrics_task = asyncio.create_task(self._watch_metrics(), name="sealroom-metrics")
         if self.leadership is None:
             await self._start_bot()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import io
 import re
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -73,6 +74,17 @@ def negotiate(accept_language: str, requested: str | None = None) -> str:
 def format_moment(moment: datetime, language: str, time_zone: str = "UTC") -> str:
     """A date and time as a reader of `language` writes it, with the zone named."""
     return format_datetime(moment, "long", tzinfo=ZoneInfo(time_zone), locale=language)
+
+
+def warm_up(languages: Iterable[str]) -> None:
+    """Compile the catalogues and load Babel's locale data of `languages` now.
+
+    Done lazily on first use, it held the event loop for ~100 ms as the first notice went out;
+    the service calls this in a worker thread at start instead.
+    """
+    for language in {DEFAULT_LANGUAGE, *languages}:
+        translations(language)
+        format_moment(datetime(2000, 1, 1, tzinfo=UTC), language)
 
 
 def browser_strings(language: str) -> dict[str, str]:

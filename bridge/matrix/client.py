@@ -61,6 +61,7 @@ log = structlog.stdlib.get_logger(__name__)
 
 T = TypeVar("T")
 MemberJoined = Callable[[str, str, str], Awaitable[None]]  # room_id, user_id, event_id
+MemberInvited = Callable[[str, str], None]  # room_id, user_id
 # Asked only when it matters (an agent's command): is the sending device trusted by the policy?
 DeviceTrusted = Callable[[], Awaitable[bool]]
 MessageReceived = Callable[
@@ -134,6 +135,7 @@ class BotClient:
         self._stopping = False
         self._client_ready: list[ClientReady] = []
         self._sync_handled: list[SyncHandled] = []
+        self._member_invited: list[MemberInvited] = []
 
     @property
     def device_id(self) -> str | None:
@@ -142,6 +144,11 @@ class BotClient:
     def on_client_ready(self, callback: ClientReady) -> None:
         """Call `callback` with each logged-in nio client (crypto loaded), before it syncs."""
         self._client_ready.append(callback)
+
+    def on_member_invited(self, callback: MemberInvited) -> None:
+        """Call `callback(room_id, user_id)` when the sync shows someone newly invited (the
+        encryption manager opens Olm sessions with their devices before they join)."""
+        self._member_invited.append(callback)
 
     def on_sync(self, callback: SyncHandled) -> None:
         """Await `callback` after nio handled a sync response and before its token is saved.
@@ -241,6 +248,7 @@ class BotClient:
         client = await self._logged_in_client()
         try:
             nio_compat.around_requests(client, self._before_request, _observe_request)
+            nio_compat.parse_off_loop(client)
             saved = client.store.load_sync_token() if client.store is not None else None
             self._resume_token = saved or await self.files.load_sync_token()
             client.add_event_callback(self._member_event, RoomMemberEvent)
@@ -357,7 +365,10 @@ class BotClient:
     # -- dispatch (from inside nio's sync handling) ---------------------------------------------
 
     async def _member_event(self, room: Any, event: RoomMemberEvent) -> None:
-        if event.membership == "join" and event.prev_membership != "join":
+        if event.membership == "invite" and event.prev_membership not in ("invite", "join"):
+            for invited in self._member_invited:
+                invited(room.room_id, event.state_key)
+        elif event.membership == "join" and event.prev_membership != "join":
             if self.on_member_joined is not None:
                 await self.on_member_joined(room.room_id, event.state_key, event.event_id)
         elif (

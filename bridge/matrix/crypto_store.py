@@ -26,6 +26,7 @@ from typing import Any
 
 import peewee
 import structlog
+from nio.crypto import OlmDevice, TrustState
 from nio.store import (
     Accounts,
     DefaultStore,
@@ -169,6 +170,7 @@ def store_class(
             self.database.bind(self.models)
             self.writer = StoreWriter(self.database, asyncio.get_running_loop(), on_failure)
             self._account_id: int | None = None
+            self._ignored: set[tuple[str, str, str]] = set()
 
         # -- helpers (writer thread) ---------------------------------------------------------
         # Every query names `self.database`: nio's own store methods (another client's, in
@@ -334,6 +336,23 @@ def store_class(
                 ).execute(self.database)
 
             self.writer.submit(write)
+
+        # -- nio's "ignored" marks: in memory only -------------------------------------------
+        # nio marks every device it shares a key with but nobody verified as "ignored", and
+        # rewrites (and fsyncs) three trust files on the loop each time. Who gets keys is the
+        # trust policy's decision at every send (bridge.matrix.trust); the mark only stops nio
+        # from refusing to encrypt, and the next share sets it again after a restart. (sealroom
+        # never verifies or blacklists devices in nio's store: the policy answers nio's
+        # is_device_blacklisted, bridge.matrix.nio_compat.route_trust_to_policy.)
+
+        def ignore_devices(self, devices: list[OlmDevice]) -> None:
+            for device in devices:
+                self._ignored.add((device.user_id, device.id, device.ed25519))
+                device.trust_state = TrustState.ignored
+
+        def is_device_ignored(self, device: OlmDevice) -> bool:
+            key = (device.user_id, device.id, device.ed25519)
+            return key in self._ignored or bool(super().is_device_ignored(device))
 
         def save_sync_token(self, token: str) -> None:
             def write() -> None:

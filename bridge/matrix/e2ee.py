@@ -8,7 +8,13 @@ Design answers to MATRIX-NOTES.md, hooked into the client's sync:
 - before each send the members' devices are re-queried (one who just joined with a fresh device
   gets the key) and the trust policy (bridge.matrix.trust) decides who gets it, from one
   /keys/query; excluded devices hear why (m.room_key.withheld), and the room key goes into the
-  bot's key backup in the background, off the send's critical path.
+  bot's key backup in the background, off the send's critical path;
+- when someone is invited, their devices are fetched and Olm sessions opened at once (one
+  /keys/claim at a time, created a few devices per loop step), so the first notice after the
+  join needs no claim; the room key itself goes out with that notice (strict js-sdk clients
+  retry a failed decryption only when a key arrives);
+- the trust policy's signature checks run in a worker thread; nio's big answers are parsed, and
+  their device signatures checked, in one too (nio_compat.parse_off_loop).
 nio's internals are reached only through bridge.matrix.nio_compat.
 """
 
@@ -97,9 +103,10 @@ class EncryptionManager:
         # None behaves like the tofu mode.
         self.trust: TrustHooks | None = None
         self._keys_lock = asyncio.Lock()
+        self._claim_lock = asyncio.Lock()
         self._undecrypted: dict[str, MegolmEvent] = {}
         self._key_requests: list[RoomKeyRequest] = []
-        self._share_failed = False
+        self._share_failures = 0
         self._withheld_sent: set[tuple[str, str, str]] = set()
         self._room_locks: dict[str, asyncio.Lock] = {}
         # (user, device) pairs the trust policy excludes; nio asks through route_trust_to_policy.
@@ -108,7 +115,11 @@ class EncryptionManager:
         self._backups: set[asyncio.Task[None]] = set()
         # Which sessions are in the backup: kept in the current client's crypto store.
         self._backed_up: BackupState | None = None
+        # Invitees whose Olm sessions are being opened; the tasks doing it.
+        self._sessions_due: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
         bot.on_client_ready(self._attach)
+        bot.on_member_invited(self._member_invited)
         bot.on_sync(self._after_sync)
         bot.sender_trusted = self.sender_trusted
 
@@ -121,7 +132,7 @@ class EncryptionManager:
             self._track_backup(self._load_backup_state(self._backed_up))
 
     def _note_share_failed(self) -> None:
-        self._share_failed = True
+        self._share_failures += 1
 
     def _is_excluded(self, user_id: str, device_id: str) -> bool:
         return (user_id, device_id) in self._excluded
@@ -285,7 +296,16 @@ class EncryptionManager:
         if not strict or self.trust is None:
             return trust.TrustDecision()
         pins = await self.trust.pins(members)
-        return trust.decide("strict", answer, members, pins, bot_user_id=self.bot.settings.user_id)
+        return await self._decide(answer, members, pins)
+
+    async def _decide(
+        self, answer: dict[str, Any], members: list[str], pins: dict[str, str]
+    ) -> trust.TrustDecision:
+        """trust.decide in a worker thread: it checks two signatures per device (canonical JSON
+        and ed25519), ~10 ms of CPU for a member with 20 devices. It is a pure function."""
+        return await asyncio.to_thread(
+            trust.decide, "strict", answer, members, pins, bot_user_id=self.bot.settings.user_id
+        )
 
     async def _query_keys(self, users: list[str]) -> dict[str, Any]:
         return await self.bot.request_json(
@@ -333,7 +353,7 @@ class EncryptionManager:
             return trust.TrustDecision()
         answer = await self._query_keys(members)
         pins = await self.trust.pins(members)
-        return trust.decide("strict", answer, members, pins, bot_user_id=self.bot.settings.user_id)
+        return await self._decide(answer, members, pins)
 
     async def _send_withheld(self, room_id: str, decision: trust.TrustDecision) -> None:
         """Tell excluded devices why they get no key (spec: m.room_key.withheld, m.unverified)."""
@@ -380,15 +400,8 @@ class EncryptionManager:
         decision = await self.refresh_devices(room_id)
         self._apply_trust(room_id, decision)
         client = self.bot.require_client()
-        machine = CryptoMachine.of(client)
         try:
-            if machine is not None and machine.should_share_group_session(room_id):
-                self._share_failed = False
-                await client.share_group_session(room_id, ignore_unverified_devices=True)
-                if self._share_failed:
-                    # Some device did not get the key: start over with a fresh session later.
-                    client.invalidate_outbound_session(room_id)
-                    raise HomeserverUnavailable("sharing the room key failed; will retry")
+            await self._share_room_key(room_id)
             response = await client.room_send(
                 room_id, "m.room.message", content, ignore_unverified_devices=True
             )
@@ -409,6 +422,99 @@ class EncryptionManager:
                 decision.identity_changes,
             )
         return str(response.event_id)
+
+    async def _share_room_key(self, room_id: str) -> None:
+        """Share the room's Megolm session with the devices that lack it (caller holds the room
+        lock, after the trust policy was applied).
+
+        Raises:
+            HomeserverUnavailable: some device did not get the key (the session is thrown away,
+                so a retry shares a fresh one with everyone).
+        """
+        client = self.bot.require_client()
+        machine = CryptoMachine.of(client)
+        if machine is None or not machine.should_share_group_session(room_id):
+            return
+        await self._claim_missing_sessions(room_id)
+        # nio's failure report does not reliably name the room: any failure during this
+        # share (in any room) counts as ours, which at worst costs a fresh session.
+        failures = self._share_failures
+        await client.share_group_session(room_id, ignore_unverified_devices=True)
+        if self._share_failures != failures:
+            client.invalidate_outbound_session(room_id)
+            raise HomeserverUnavailable("sharing the room key failed; will retry")
+
+    async def _claim_missing_sessions(self, room_id: str) -> None:
+        """Olm sessions with the room's devices that have none, before nio shares the key.
+
+        One /keys/claim at a time across rooms: rooms whose members are the same (a customer's
+        tickets) wait for the first claim instead of claiming the same devices again, and
+        nio creates the sessions a few devices per loop step (nio_compat.take_keys_claim).
+        nio's share then finds nothing missing, except devices that had no one-time key left.
+        """
+        client = self.bot.require_client()
+        async with self._claim_lock:
+            missing = client.get_missing_sessions(room_id)
+            if not missing:
+                return
+            answer = await self.bot.request_json(
+                "claiming one-time keys",
+                "POST",
+                ["keys", "claim"],
+                {
+                    "one_time_keys": {
+                        user_id: dict.fromkeys(devices, nio_compat.KEY_ALGORITHM)
+                        for user_id, devices in missing.items()
+                    }
+                },
+            )
+            if not await nio_compat.take_keys_claim(client, answer):
+                raise HomeserverUnavailable("the homeserver's one-time keys were unreadable")
+
+    # -- Olm sessions ready before the join ------------------------------------------------------
+
+    def _member_invited(self, room_id: str, user_id: str) -> None:
+        """Someone was invited: fetch their devices and open Olm sessions with them now, while
+        they accept, so the first notice after the join needs no /keys/claim round trip and no
+        session set-up on the loop.
+
+        The room key itself is not shared ahead: a strict matrix-js-sdk client (Element's
+        "exclude insecure devices") that decrypts a notice before it has fetched the bot's
+        device fails with UNKNOWN_SENDER_DEVICE and retries only when a room key arrives. A
+        key sent with the notice, after the join, is that arrival; a key shared at the
+        invitation was not (tests/e2e/test_bot_interop.py failed 2 runs of 3).
+        """
+        if user_id == self.bot.settings.user_id or user_id in self._sessions_due:
+            return
+        self._sessions_due.add(user_id)
+        task = asyncio.create_task(
+            self._prepare_sessions(room_id, user_id), name="sealroom-olm-sessions"
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _prepare_sessions(self, room_id: str, user_id: str) -> None:
+        try:
+            client = self.bot.require_client()
+            machine = CryptoMachine.of(client)
+            if machine is None or room_id not in client.rooms:
+                return
+            if not client.device_store.active_user_devices(user_id):
+                async with self._keys_lock:
+                    machine.query_keys_of({user_id})
+                    queried = await client.keys_query()
+                    if isinstance(queried, KeysQueryError):
+                        raise_for_error(queried, "querying device keys")
+            await self._claim_missing_sessions(room_id)
+            log.info("bot.olm_sessions_ready", room_id=room_id)
+        except asyncio.CancelledError:
+            raise
+        except (SealroomError, LocalProtocolError) as err:
+            log.info("bot.olm_sessions_failed", room_id=room_id, error=type(err).__name__)
+        except (ClientConnectionError, TimeoutError, OSError) as err:
+            log.info("bot.olm_sessions_failed", room_id=room_id, error=type(err).__name__)
+        finally:
+            self._sessions_due.discard(user_id)
 
     def _start_backup(self, room_id: str) -> None:
         """Back up the room key of what was just sent, in the background: the customer waiting
@@ -433,7 +539,14 @@ class EncryptionManager:
             log.warning("bot.backup_state_unavailable", error=type(err).__name__)
 
     async def finish_backups(self, grace: float = 10.0) -> None:
-        """Let the key-backup uploads under way finish (at stop); cut short after `grace`."""
+        """Let the key-backup uploads under way finish (at stop); cut short after `grace`.
+
+        Olm sessions being opened for invitees are cancelled: the next send opens them.
+        """
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=grace)
         if self._backups:
             _, pending = await asyncio.wait(set(self._backups), timeout=grace)
             for task in pending:

@@ -8,13 +8,24 @@ the version to KNOWN_NIO_VERSIONS. On any other version the bot refuses to start
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import metadata
 from typing import Any
 
 import structlog
-from nio import Api, AsyncClient, KeysQueryError, KeysQueryResponse, ShareGroupSessionError
+import vodozemac
+from nio import (
+    Api,
+    AsyncClient,
+    KeysClaimResponse,
+    KeysQueryError,
+    KeysQueryResponse,
+    ShareGroupSessionError,
+    SyncResponse,
+)
 from nio.crypto import OlmDevice
 
 from bridge.errors import SealroomError
@@ -108,6 +119,116 @@ def around_requests(
     client.send = send
 
 
+# Answers whose parsing (JSON, then nio's jsonschema validation and event objects) can hold the
+# loop for tens of ms: a sync of many rooms, the device keys of members with many devices.
+_PARSED_OFF_LOOP = (SyncResponse, KeysQueryResponse, KeysClaimResponse)
+# Payloads checked in a thread, waiting for nio's verify_json on the loop (bounded).
+_PREVERIFIED_MAX = 10_000
+_PREVERIFIED_ATTR = "_sealroom_preverified"
+
+Preverified = dict[int, tuple[dict[str, Any], tuple[str, str, str]]]
+
+
+def _self_signed(payload: dict[str, Any], user_id: str, device_id: str) -> str | None:
+    """The device's ed25519 key when `payload` (its /keys/query entry) carries a valid
+    signature by it: nio's `OlmMachine.verify_json`, without changing the payload."""
+    try:
+        key = payload["keys"][f"ed25519:{device_id}"]
+        signature = payload["signatures"][user_id][f"ed25519:{device_id}"]
+        signed = {k: v for k, v in payload.items() if k not in ("signatures", "unsigned")}
+        vodozemac.Ed25519PublicKey.from_base64(key).verify_signature(
+            Api.to_canonical_json(signed).encode(),
+            vodozemac.Ed25519Signature.from_base64(signature),
+        )
+    except Exception:  # noqa: BLE001 (anything odd: nio checks it again on the loop)
+        return None
+    return str(key)
+
+
+def _preverify(response: Any) -> Preverified:
+    """Check the self-signature of every device in a /keys/query answer (worker thread)."""
+    verified: Preverified = {}
+    device_keys = getattr(response, "device_keys", None)
+    if not isinstance(device_keys, dict):
+        return verified
+    for user_id, devices in device_keys.items():
+        for device_id, payload in devices.items():
+            key = _self_signed(payload, user_id, device_id)
+            if key is not None:
+                verified[id(payload)] = (payload, (key, user_id, device_id))
+    return verified
+
+
+def _parse_response(response_class: Any, body: bytes, data: tuple[Any, ...]) -> Any:
+    """What nio's `create_matrix_response` makes of a JSON body (unreadable JSON: {}), and
+    the device keys it verified."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = {}
+    response = response_class.from_dict(parsed, *data)
+    return response, _preverify(response) if isinstance(response, KeysQueryResponse) else {}
+
+
+def _remember_preverified(client: AsyncClient, verified: Preverified) -> None:
+    store: Preverified | None = getattr(client, _PREVERIFIED_ATTR, None)
+    if store is None or not verified:
+        return
+    if len(store) > _PREVERIFIED_MAX:
+        store.clear()
+    store.update(verified)
+
+
+def parse_off_loop(client: AsyncClient) -> None:
+    """Parse nio's big answers, and check the device signatures in them, in a worker thread.
+
+    nio parses every answer on the event loop (JSON, jsonschema validation, event objects),
+    then checks each device's signature in `_handle_key_query` (canonical JSON + ed25519 per
+    device, every time a member's devices are fetched). Both are pure work on data no one
+    else sees yet, so they run in a thread (Python switches threads every few ms: the loop
+    keeps running). Every state change stays on the loop, in order: `receive_response`, and
+    nio's `verify_json`, which answers from the thread's check only for that very payload
+    object with the same key, user and device, and checks anything else itself.
+    """
+    original = client.create_matrix_response
+
+    async def create_matrix_response(
+        response_class: Any,
+        transport_response: Any,
+        data: tuple[Any, ...] | None = None,
+        save_to: Any = None,
+    ) -> Any:
+        if not (isinstance(response_class, type) and issubclass(response_class, _PARSED_OFF_LOOP)):
+            return await original(response_class, transport_response, data, save_to)
+        body = await transport_response.read()
+        response, verified = await asyncio.to_thread(
+            _parse_response, response_class, body, data or ()
+        )
+        _remember_preverified(client, verified)
+        response.transport_response = transport_response
+        return response
+
+    client.create_matrix_response = create_matrix_response
+    olm = client.olm
+    if olm is None:
+        return
+    preverified: Preverified = {}
+    setattr(client, _PREVERIFIED_ATTR, preverified)
+    verify_json = olm.verify_json
+
+    def verify_json_once(payload: Any, user_key: str, user_id: str, device_id: str) -> bool:
+        entry = preverified.pop(id(payload), None)
+        if (
+            entry is not None
+            and entry[0] is payload
+            and entry[1] == (user_key, user_id, device_id)
+        ):
+            return True
+        return bool(verify_json(payload, user_key, user_id, device_id))
+
+    olm.verify_json = verify_json_once
+
+
 def route_trust_to_policy(client: AsyncClient, excluded: Callable[[str, str], bool]) -> None:
     """nio skips 'blacklisted' devices when it shares a room key: let our policy decide.
 
@@ -132,10 +253,44 @@ async def take_keys_query(client: AsyncClient, answer: dict[str, Any]) -> bool:
     """Hand nio a /keys/query answer fetched by someone else, as if its own `keys_query()` had
     asked (the device store is updated, the users queried are no longer due). False when the
     answer is not one nio can read."""
-    response = KeysQueryResponse.from_dict(answer)
+    # Validating and checking many devices' keys takes a while: off the loop (parse_off_loop).
+    response = await asyncio.to_thread(KeysQueryResponse.from_dict, answer)
     if isinstance(response, KeysQueryError):
         return False
+    _remember_preverified(client, await asyncio.to_thread(_preverify, response))
     await client.receive_response(response)
+    return True
+
+
+# Olm sessions nio creates per loop step from a /keys/claim answer (~0.7 ms of CPU each).
+CLAIMS_PER_STEP = 4
+
+
+async def take_keys_claim(client: AsyncClient, answer: dict[str, Any]) -> bool:
+    """Hand nio a /keys/claim answer fetched by someone else, a few devices per loop step.
+
+    nio creates an Olm session (and checks a signature, and saves the account) for every
+    device of an answer in one go: 20 devices held the loop ~15 ms, far more on a busy
+    machine. Split, each step is a few ms. False when the answer is not one nio can read.
+    """
+    one_time_keys = answer.get("one_time_keys")
+    if not isinstance(one_time_keys, dict):
+        return False
+    devices = [
+        (user_id, device_id, keys)
+        for user_id, by_device in one_time_keys.items()
+        if isinstance(by_device, dict)
+        for device_id, keys in by_device.items()
+    ]
+    for start in range(0, len(devices), CLAIMS_PER_STEP):
+        part: dict[str, dict[str, Any]] = {}
+        for user_id, device_id, keys in devices[start : start + CLAIMS_PER_STEP]:
+            part.setdefault(user_id, {})[device_id] = keys
+        response = KeysClaimResponse.from_dict({"one_time_keys": part, "failures": {}})
+        if not isinstance(response, KeysClaimResponse):
+            return False
+        await client.receive_response(response)
+        await asyncio.sleep(0)
     return True
 
 

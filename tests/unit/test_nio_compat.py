@@ -5,8 +5,12 @@ from __future__ import annotations
 import ast
 from importlib import metadata
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+import vodozemac
+from nio import Api, KeysQueryResponse
 
 from bridge.matrix import nio_compat
 
@@ -46,6 +50,8 @@ NIO_INTERNALS = {
     "outgoing_to_device_messages",
     "users_for_key_query",
     "uploaded_key_count",
+    "verify_json",
+    "create_matrix_response",
 }
 
 
@@ -89,3 +95,76 @@ def test_nio_internals_are_reached_only_through_nio_compat() -> None:
         if names:
             found[path.relative_to(REPO).as_posix()] = sorted(names)
     assert found == {}
+
+
+# -- device signatures checked in a worker thread (parse_off_loop) -----------------------------
+
+
+def _device_payload(account: vodozemac.Account, user_id: str, device_id: str) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "user_id": user_id,
+        "device_id": device_id,
+        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+        "keys": {
+            f"curve25519:{device_id}": account.curve25519_key.to_base64(),
+            f"ed25519:{device_id}": account.ed25519_key.to_base64(),
+        },
+    }
+    signature = account.sign(Api.to_canonical_json(payload).encode()).to_base64()
+    payload["signatures"] = {user_id: {f"ed25519:{device_id}": signature}}
+    payload["unsigned"] = {"device_display_name": "phone"}
+    return payload
+
+
+def _answer(*payloads: dict[str, Any]) -> KeysQueryResponse:
+    answer: dict[str, Any] = {"device_keys": {}, "failures": {}}
+    for payload in payloads:
+        answer["device_keys"].setdefault(payload["user_id"], {})[payload["device_id"]] = payload
+    response = KeysQueryResponse.from_dict(answer)
+    assert isinstance(response, KeysQueryResponse)
+    return response
+
+
+def test_only_devices_that_signed_their_own_keys_are_preverified() -> None:
+    good = _device_payload(vodozemac.Account(), "@c:example.org", "GOOD")
+    forged = _device_payload(vodozemac.Account(), "@c:example.org", "FORGED")
+    forged["keys"]["curve25519:FORGED"] = vodozemac.Account().curve25519_key.to_base64()
+    response = _answer(good, forged)
+    stored = response.device_keys["@c:example.org"]
+
+    verified = nio_compat._preverify(response)
+
+    assert set(verified) == {id(stored["GOOD"])}
+    payload, call = verified[id(stored["GOOD"])]
+    assert payload is stored["GOOD"]
+    assert call == (good["keys"]["ed25519:GOOD"], "@c:example.org", "GOOD")
+    assert "signatures" in stored["GOOD"]  # left unchanged
+    assert "unsigned" in stored["GOOD"]
+
+
+def test_nio_trusts_a_thread_check_only_for_that_payload_object_and_that_key_once() -> None:
+    asked: list[str] = []
+
+    def nio_verify_json(payload: dict[str, Any], key: str, user_id: str, device_id: str) -> bool:
+        asked.append(device_id)
+        return False
+
+    olm = SimpleNamespace(verify_json=nio_verify_json)
+    client: Any = SimpleNamespace(create_matrix_response=None, olm=olm)
+    nio_compat.parse_off_loop(client)
+    good = _device_payload(vodozemac.Account(), "@c:example.org", "GOOD")
+    response = _answer(good)
+    payload = response.device_keys["@c:example.org"]["GOOD"]
+    key = good["keys"]["ed25519:GOOD"]
+    nio_compat._remember_preverified(client, nio_compat._preverify(response))
+
+    # An equal copy, or the same object under another key or device, is checked by nio.
+    assert olm.verify_json(dict(payload), key, "@c:example.org", "GOOD") is False
+    assert olm.verify_json(payload, "another key", "@c:example.org", "GOOD") is False
+    assert asked == ["GOOD", "GOOD"]
+    nio_compat._remember_preverified(client, nio_compat._preverify(response))
+    assert olm.verify_json(payload, key, "@c:example.org", "GOOD") is True
+    assert asked == ["GOOD", "GOOD"]
+    # Used once: the next answer is checked again.
+    assert olm.verify_json(payload, key, "@c:example.org", "GOOD") is False
+    assert asked == ["GOOD", "GOOD", "GOOD"]
