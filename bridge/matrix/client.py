@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import ClientConnectionError, ClientError
@@ -36,8 +36,6 @@ from nio import (
     LoginError,
     RoomMemberEvent,
     RoomMessageText,
-    RoomPreset,
-    RoomVisibility,
     SyncError,
     SyncResponse,
     WhoamiError,
@@ -469,38 +467,6 @@ class BotClient:
             await asyncio.sleep(0.1)
 
     # -- typed room calls (each raises HomeserverUnavailable or MatrixRequestFailed) -------------
-
-    async def create_room(
-        self,
-        *,
-        alias_localpart: str,
-        name: str,
-        topic: str,
-        room_version: str,
-        invite: list[str],
-        initial_state: list[dict[str, Any]],
-        power_levels: dict[str, Any],
-        preset: Literal["private_chat", "trusted_private_chat", "public_chat"],
-        visibility: Literal["private", "public"] = "private",
-        federate: bool = True,
-    ) -> str:
-        """POST /createRoom; returns the new room's ID."""
-        response = await self._call(
-            "creating the secure room",
-            lambda c: c.room_create(
-                visibility=RoomVisibility(visibility),
-                alias=alias_localpart,
-                name=name,
-                topic=topic,
-                room_version=room_version,
-                federate=federate,
-                preset=RoomPreset(preset),
-                invite=invite,
-                initial_state=initial_state,
-                power_level_override=power_levels,
-            ),
-        )
-        return str(response.room_id)
 
     async def resolve_alias(self, alias: str) -> str:
         response = await self._call(
