@@ -5,6 +5,7 @@ Returns an outcome *kind*; `bridge.web.hooks` decides what HTTP status that is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -55,6 +56,11 @@ class WebhookOutcome:
     replayed: bool = False
 
 
+# (the answer, the session opened or closing, or None for a replay)
+Recorded = tuple[WebhookOutcome, str | None]
+Work = Callable[[Batch, datetime], Recorded | SealroomError]
+
+
 class DeliveryService:
     def __init__(
         self,
@@ -78,27 +84,10 @@ class DeliveryService:
         Raises:
             AgentUnknown, SessionClosed: nothing is recorded, so the helpdesk may retry.
         """
-        for _ in range(CONFLICT_ROUNDS):
-            try:
-                outcome = await self._open_once(delivery, request)
-            except Conflict:
-                continue
-            self.sessions.wake_jobs()
-            return outcome
-        raise RuntimeError("could not record the webhook after concurrent retries")
-
-    async def _open_once(self, delivery: Delivery, request: OpenRequest) -> WebhookOutcome:
-        """In a transaction shared with concurrent webhooks: one commit (one fsync) for all."""
-        now = self.sessions.clock()
-        done = await self.database.in_group_commit(
-            lambda db: self._open_in(db, delivery, request, now)
+        outcome, session_id = await self._record(
+            delivery, lambda db, now: self._open_in(db, delivery, request, now)
         )
-        if isinstance(done, SealroomError):
-            raise done
-        outcome, session_id = done
-        if outcome.replayed:
-            self._log_replay(delivery)
-        elif session_id is not None:
+        if session_id is not None:
             log.info(
                 "session.reused" if outcome.kind == OutcomeKind.REUSED else "session.opened",
                 session_id=session_id,
@@ -109,15 +98,11 @@ class DeliveryService:
 
     def _open_in(
         self, db: Batch, delivery: Delivery, request: OpenRequest, now: datetime
-    ) -> tuple[WebhookOutcome, str | None] | SealroomError:
+    ) -> Recorded | SealroomError:
         """The webhook's work in the batch (synchronous: on SQLite it runs in the writer
-        thread, so it logs nothing); (the outcome, the session opened or None for a replay),
+        thread, so it logs nothing); (the outcome, the session opened or reused),
         or the domain's refusal, returned rather than raised: nothing was written yet, and the
         other webhooks of the batch go on."""
-        seen = db.delivery(delivery.integration, delivery.webhook_id)
-        if seen is not None:
-            outcome, response = seen
-            return WebhookOutcome(OutcomeKind(outcome), response, replayed=True), None
         try:
             session, reused = self.sessions.open_or_reuse_in(
                 db, delivery.integration, request, now
@@ -154,39 +139,50 @@ class DeliveryService:
             TicketUnknown: no live session for this ticket (nothing is recorded, so the
                 helpdesk may retry).
         """
-        for _ in range(CONFLICT_ROUNDS):
-            try:
-                outcome = await self._close_once(delivery, ticket_ref)
-            except Conflict:
-                continue  # a concurrent twin recorded the delivery: the next round replays it
-            if not outcome.replayed:
-                self.sessions.wake_jobs()
-            return outcome
-        raise RuntimeError("could not record the webhook after concurrent retries")
-
-    async def _close_once(self, delivery: Delivery, ticket_ref: str) -> WebhookOutcome:
-        now = self.sessions.clock()
-        done = await self.database.in_group_commit(
-            lambda db: self._close_in(db, delivery, ticket_ref, now)
+        outcome, closing = await self._record(
+            delivery, lambda db, now: self._close_in(db, delivery, ticket_ref, now)
         )
-        if isinstance(done, SealroomError):
-            raise done
-        outcome, closing = done
-        if outcome.replayed:
-            self._log_replay(delivery)
-        elif closing is not None:
+        if closing is not None:
             log.info("session.closing", session_id=closing, reason="helpdesk")
         return outcome
 
+    async def _record(self, delivery: Delivery, work: Work) -> Recorded:
+        """`work` in a transaction shared with concurrent webhooks (one commit, one fsync for
+        all), unless the delivery was recorded before: then its first answer, replayed, and
+        None. A concurrent twin can win a race once; the next round then replays or reuses.
+        What a recorded delivery scheduled runs at once.
+
+        Raises:
+            SealroomError: the refusal `work` returned (nothing was written).
+        """
+        for _ in range(CONFLICT_ROUNDS):
+            now = self.sessions.clock()
+
+            def unit(db: Batch, now: datetime = now) -> Recorded | SealroomError:
+                seen = db.delivery(delivery.integration, delivery.webhook_id)
+                if seen is not None:
+                    outcome, response = seen
+                    return WebhookOutcome(OutcomeKind(outcome), response, replayed=True), None
+                return work(db, now)
+
+            try:
+                done = await self.database.in_group_commit(unit)
+            except Conflict:
+                continue
+            if isinstance(done, SealroomError):
+                raise done
+            if done[0].replayed:
+                self._log_replay(delivery)
+            else:
+                self.sessions.wake_jobs()
+            return done
+        raise RuntimeError("could not record the webhook after concurrent retries")
+
     def _close_in(
         self, db: Batch, delivery: Delivery, ticket_ref: str, now: datetime
-    ) -> tuple[WebhookOutcome, str | None] | SealroomError:
+    ) -> Recorded | SealroomError:
         """The close webhook's work in the batch; (the outcome, the session that began closing
         or None), or TicketUnknown, returned before anything was written."""
-        seen = db.delivery(delivery.integration, delivery.webhook_id)
-        if seen is not None:
-            outcome, response = seen
-            return WebhookOutcome(OutcomeKind(outcome), response, replayed=True), None
         session = db.live_session(delivery.integration, ticket_ref)
         if session is None:
             return TicketUnknown(f"There is no open secure session for ticket {ticket_ref!r}.")
