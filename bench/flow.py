@@ -52,14 +52,19 @@ elif str(ROOT) not in sys.path:  # `python bench/flow.py` from a checkout
 from _common import send_notice  # noqa: E402 (bench/, this script's folder)
 
 import bridge  # noqa: E402
+import bridge.config  # noqa: E402
 from bridge import logs  # noqa: E402
 from bridge.app import App  # noqa: E402
-from bridge.config_file import parse  # noqa: E402
 from bridge.devtools.localsynapse import LocalSynapse, free_port  # noqa: E402
 from tests.support.cross_signing import cross_sign  # noqa: E402
 from tests.support.http_json import post_json, post_webhook  # noqa: E402
 from tests.support.matrix_users import MatrixUser, from_bot  # noqa: E402
 from tests.support.service_config import fresh_agents, service_config, webhook_secret  # noqa: E402
+
+if hasattr(bridge.config, "parse"):  # a checkout from before the config split (bench/compare.sh)
+    parse = bridge.config.parse
+else:
+    from bridge.config_file import parse
 
 MAX_ROUNDS = 50
 ROUND_TIMEOUT = 60.0
