@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Awaitable
 from pathlib import Path
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Executable, func, select
 
 from bridge.deliveries import Delivery, DeliveryService, OutcomeKind, WebhookOutcome
 from bridge.errors import AgentUnknown
@@ -137,29 +137,25 @@ async def test_a_refused_webhook_costs_the_others_in_its_batch_nothing(db: Datab
     assert opened == 7
 
 
-async def test_the_live_ticket_lookup_uses_the_partial_unique_index(tmp_path: Path) -> None:
-    """`state IN (?, ?, ?)` would make SQLite scan every session ever opened, per webhook."""
+async def _sqlite_plan(tmp_path: Path, statement: Executable, params: tuple[str, ...]) -> str:
+    """SQLite's EXPLAIN QUERY PLAN of one of the webhook path's statements, on a migrated file."""
     async with migrated_database("sqlite", tmp_path) as database:
 
         def plan(conn: Connection) -> str:
-            statement = batch._FIND_LIVE.compile(dialect=conn.dialect)
-            rows = conn.exec_driver_sql(
-                f"EXPLAIN QUERY PLAN {statement}", ("helpdesk", "T-1")
-            ).all()
+            compiled = statement.compile(dialect=conn.dialect)
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", params).all()
             return " ".join(str(row[-1]) for row in rows)
 
-        assert "USING INDEX uq_secure_sessions_live_ticket" in await database.run_sync(plan)
+        return await database.run_sync(plan)
+
+
+async def test_the_live_ticket_lookup_uses_the_partial_unique_index(tmp_path: Path) -> None:
+    """`state IN (?, ?, ?)` would make SQLite scan every session ever opened, per webhook."""
+    plan = await _sqlite_plan(tmp_path, batch._FIND_LIVE, ("helpdesk", "T-1"))
+    assert "USING INDEX uq_secure_sessions_live_ticket" in plan
 
 
 async def test_revoking_a_sessions_invites_uses_the_index_on_session(tmp_path: Path) -> None:
     """Each re-opened ticket revokes its session's unused invites: not a scan of all of them."""
-    async with migrated_database("sqlite", tmp_path) as database:
-
-        def plan(conn: Connection) -> str:
-            statement = batch._REVOKE_UNUSED.compile(dialect=conn.dialect)
-            rows = conn.exec_driver_sql(
-                f"EXPLAIN QUERY PLAN {statement}", ("2026-01-01", "S-1")
-            ).all()
-            return " ".join(str(row[-1]) for row in rows)
-
-        assert "USING INDEX ix_invites_session_id" in await database.run_sync(plan)
+    plan = await _sqlite_plan(tmp_path, batch._REVOKE_UNUSED, ("2026-01-01", "S-1"))
+    assert "USING INDEX ix_invites_session_id" in plan
